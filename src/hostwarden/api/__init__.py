@@ -1,0 +1,1 @@
+"""HTTP interface: the FastAPI app factory, permission dependencies, problem responses."""

@@ -1,0 +1,64 @@
+"""The FastAPI application factory: API, console, health and metrics in one app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from hostwarden import __version__
+from hostwarden.api import problems, system
+from hostwarden.api.middleware import HttpMetrics, RequestContextMiddleware
+from hostwarden.core import api as core_api
+from hostwarden.core.runtime import Runtime
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def create_app(runtime: Runtime, *, run_scheduler: bool = False) -> FastAPI:
+    """Build the app around an open runtime. ``run_scheduler`` starts the job scheduler
+    (leader-elected) with the app; tests and extra API replicas leave it off."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if run_scheduler and runtime.settings.scheduler.enabled:
+            from hostwarden.core.scheduler import Scheduler
+
+            scheduler = Scheduler(runtime)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown()
+
+    app = FastAPI(
+        title="hostwarden",
+        version=__version__,
+        description="Compliance and abuse-response API of a hosting provider.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    registry = CollectorRegistry()
+    registry.register(system.DomainCollector(runtime))
+    app.state.runtime = runtime
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    problems.install(app)
+    app.include_router(system.router)
+    app.include_router(core_api.users)
+    app.include_router(core_api.tokens)
+    app.include_router(core_api.audit_router)
+
+    from hostwarden.web import routes as web_routes
+
+    app.include_router(web_routes.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

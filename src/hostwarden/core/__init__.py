@@ -1,0 +1,1 @@
+"""Core services every domain package builds on: config, database, audit trail, auth."""

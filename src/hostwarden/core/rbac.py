@@ -1,0 +1,87 @@
+"""Roles and what each may do: the single table every permission check reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SALES = "sales"
+    ABUSE = "abuse"
+    NOC = "noc"
+    COMPLIANCE = "compliance"
+    LEGAL = "legal"
+    AUDITOR = "auditor"
+
+
+ROLE_LABELS: dict[Role, tuple[str, str]] = {
+    Role.ADMIN: ("Administrator", "管理员"),
+    Role.SALES: ("Sales / onboarding", "销售 / 客户准入"),
+    Role.ABUSE: ("Abuse desk", "滥用投诉处理"),
+    Role.NOC: ("Security / NOC", "安全 / 网络运维"),
+    Role.COMPLIANCE: ("Compliance officer", "合规专员"),
+    Role.LEGAL: ("Legal", "法务"),
+    Role.AUDITOR: ("Auditor (read-only)", "审计员（只读）"),
+}
+
+
+class Perm(StrEnum):
+    CONSOLE_VIEW = "console:view"
+    #: Change one's own password and language: every signed-in person, auditors included.
+    ACCOUNT_SELF = "account:self"
+    #: Create and revoke one's own API tokens (auditors get theirs from an admin).
+    TOKENS_OWN = "tokens:own"
+    TOKENS_ADMIN = "tokens:admin"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    AUDIT_READ = "audit:read"
+
+
+_READ_ALL = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.USERS_READ, Perm.AUDIT_READ}
+_STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
+    Role.ADMIN: frozenset(Perm),
+    Role.SALES: frozenset(_STAFF),
+    Role.ABUSE: frozenset(_STAFF),
+    Role.NOC: frozenset(_STAFF),
+    Role.COMPLIANCE: frozenset(_STAFF | {Perm.AUDIT_READ}),
+    Role.LEGAL: frozenset(_STAFF | {Perm.AUDIT_READ}),
+    # Read-only everywhere: every *:read permission and nothing that changes state,
+    # except the person's own password and language.
+    Role.AUDITOR: frozenset(_READ_ALL),
+}
+
+
+def parse_roles(values: Iterable[str]) -> list[Role]:
+    """Validate role names; raises ValidationFailed naming the unknown one."""
+    from hostwarden.errors import ValidationFailed
+
+    roles: set[Role] = set()
+    for raw in values:
+        for name in str(raw).split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            try:
+                roles.add(Role(name))
+            except ValueError:
+                known = ", ".join(r.value for r in Role)
+                raise ValidationFailed(
+                    f"'{name}' is not a role.", hint=f"Use one or more of: {known}."
+                ) from None
+    if not roles:
+        raise ValidationFailed("at least one role is needed.", hint="For example --role abuse.")
+    return sorted(roles, key=lambda r: list(Role).index(r))
+
+
+def permissions_for(roles: Iterable[str]) -> frozenset[Perm]:
+    granted: set[Perm] = set()
+    for name in roles:
+        try:
+            granted |= ROLE_PERMISSIONS[Role(name)]
+        except ValueError:
+            continue  # a role removed from the code grants nothing
+    return frozenset(granted)

@@ -1,0 +1,1 @@
+"""Alembic migrations of hostwarden's relational schema (one chain for every package)."""

@@ -1,0 +1,141 @@
+"""Shared fixtures: a fresh data directory and database for every test.
+
+The relational backend is chosen by HOSTWARDEN_TEST_DATABASE: unset or "sqlite" for the
+embedded SQLite file, or a PostgreSQL URL, in which case every test gets its own schema
+in that database (dropped afterwards). `make test` runs the suite once for each.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from hostwarden.api.app import create_app
+from hostwarden.core import auth
+from hostwarden.core.config import Settings, load_settings
+from hostwarden.core.runtime import Runtime, system_actor
+from hostwarden.core.setup import init
+
+BACKEND = os.environ.get("HOSTWARDEN_TEST_DATABASE", "sqlite")
+IS_POSTGRES = BACKEND.startswith("postgresql")
+
+
+def pytest_report_header() -> str:
+    return f"hostwarden relational backend: {'PostgreSQL' if IS_POSTGRES else 'SQLite'}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL; runs in the PostgreSQL pass of make test")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class DatabaseTarget:
+    url: str  # "" means the embedded SQLite file of the data directory
+    schema: str | None
+
+
+@pytest.fixture
+def database_target() -> Iterator[DatabaseTarget]:
+    if not IS_POSTGRES:
+        yield DatabaseTarget("", None)
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(BACKEND, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in BACKEND else "?"
+    try:
+        yield DatabaseTarget(f"{BACKEND}{sep}options=-csearch_path%3D{schema}", schema)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "hw-home"
+
+
+@pytest.fixture
+def env_for_home(
+    home: Path, database_target: DatabaseTarget, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment variables pointing a CLI run or subprocess at this test's data."""
+    for key in list(os.environ):
+        if key.startswith("HOSTWARDEN_") and key != "HOSTWARDEN_TEST_DATABASE":
+            monkeypatch.delenv(key, raising=False)
+    env = {"HOSTWARDEN_HOME": str(home), "HOSTWARDEN_LOGGING__LEVEL": "WARNING"}
+    if database_target.url:
+        env["HOSTWARDEN_DATABASE__URL"] = database_target.url
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def settings(env_for_home: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@dataclass
+class Initialised:
+    settings: Settings
+    admin_password: str
+
+
+@pytest.fixture
+def initialised(settings: Settings) -> Initialised:
+    result = init(settings)
+    assert result.admin_password is not None
+    return Initialised(settings, result.admin_password)
+
+
+@pytest.fixture
+def runtime(initialised: Initialised) -> Iterator[Runtime]:
+    rt = Runtime.open(initialised.settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> object:
+    return create_app(runtime)
+
+
+@pytest.fixture
+def client(app: object) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:  # type: ignore[arg-type]
+        yield test_client
+
+
+def make_user(
+    runtime: Runtime, username: str, roles: list[str], password: str = "correct-horse-9"
+) -> int:
+    with runtime.operation(system_actor("test")) as op:
+        return auth.create_user(op, username, password, roles).id
+
+
+def make_token(runtime: Runtime, username: str, roles: list[str] | None = None) -> str:
+    with runtime.reading() as session:
+        user_id = auth.get_user_by_name(session, username).id
+    with runtime.operation(system_actor("test")) as op:
+        _, secret = auth.create_token(op, user_id, "test", roles=roles, days=1)
+    return secret
+
+
+@pytest.fixture
+def admin_token(runtime: Runtime) -> str:
+    return make_token(runtime, "admin")
