@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +18,32 @@ from hostwarden.core import api as core_api
 from hostwarden.core.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def routers() -> list[APIRouter]:
+    """Every router the app serves; a domain package adds its API and console routers here."""
+    from hostwarden.web import routes as web_routes
+
+    return [
+        system.router,
+        core_api.users,
+        core_api.tokens,
+        core_api.audit_router,
+        web_routes.router,
+    ]
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """The app's routes, flattened. FastAPI before 0.120 copies included routes into
+    ``app.routes``; newer releases keep one entry per included router instead."""
+    found: list[APIRoute] = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        router = getattr(route, "original_router", None)
+        if router is not None:
+            found.extend(r for r in router.routes if isinstance(r, APIRoute))
+    return found
 
 
 def create_app(runtime: Runtime, *, run_scheduler: bool = False) -> FastAPI:
@@ -43,6 +70,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = False) -> FastAPI:
         description="Compliance and abuse-response API of a hosting provider.",
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -52,13 +80,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = False) -> FastAPI:
     app.state.metrics_registry = registry
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     problems.install(app)
-    app.include_router(system.router)
-    app.include_router(core_api.users)
-    app.include_router(core_api.tokens)
-    app.include_router(core_api.audit_router)
-
-    from hostwarden.web import routes as web_routes
-
-    app.include_router(web_routes.router)
+    for router in routers():
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

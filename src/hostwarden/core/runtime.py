@@ -65,12 +65,12 @@ class Runtime:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session (rolled back at the end)."""
-        session = self.db._sessions()
+        """A session for reading: never committed. Closing it (which rolls back) keeps the
+        loaded objects usable, detached, for rendering after the block."""
+        session = self.db.new_session()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def close(self) -> None:

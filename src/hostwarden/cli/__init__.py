@@ -1,0 +1,1 @@
+"""The `hostwarden` command line: one typer sub-app per domain, mounted in main."""
