@@ -139,3 +139,12 @@ def make_token(runtime: Runtime, username: str, roles: list[str] | None = None) 
 @pytest.fixture
 def admin_token(runtime: Runtime) -> str:
     return make_token(runtime, "admin")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the item, so fixtures can act on a failed test
+    (the browser fixture saves a screenshot)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,12 +143,17 @@ def publish_head(runtime: Runtime, checkpoint: dict[str, Any]) -> None:
     """Keep the newest signed head in a file outside the database too, so that deleting
     the last entries together with their checkpoints still shows."""
     path = runtime.settings.home / HEAD_FILE
-    current = read_head_file(path)
-    if current is not None and current.get("seq", 0) >= checkpoint["seq"]:
-        return
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(canonical_json(checkpoint), encoding="utf-8")
-    os.replace(tmp, path)
+    # Threads and processes sharing the data directory publish one at a time (flock is
+    # per open file, so it also separates threads), each through its own temporary file:
+    # otherwise an older head could overwrite a newer one, or a rename find no file.
+    with open(path.with_name(HEAD_FILE + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = read_head_file(path)
+        if current is not None and current.get("seq", 0) >= checkpoint["seq"]:
+            return
+        tmp = path.with_name(f"{HEAD_FILE}.tmp{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(canonical_json(checkpoint), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def read_head_file(path: Path) -> dict[str, Any] | None:
@@ -357,6 +364,17 @@ def entry_dict(entry: AuditEntry) -> dict[str, Any]:
         "prev_hash": entry.prev_hash,
         "entry_hash": entry.entry_hash,
     }
+
+
+def changes(entry: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) for each field that differs, for showing an entry to a person."""
+    before = entry["before"] if isinstance(entry["before"], dict) else {}
+    after = entry["after"] if isinstance(entry["after"], dict) else {}
+    return [
+        (key, before.get(key), after.get(key))
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 def _filtered(

@@ -230,6 +230,9 @@ def login(
     actor = Actor(name=name or "anonymous", roles=(), request_id=new_request_id())
     with runtime.operation(actor) as op:
         user = op.session.scalar(select(User).where(User.username == name))
+        if user is not None:
+            # The trail records the roles the person held when signing in.
+            op.actor = Actor(user.username, tuple(user.role_list), actor.request_id, user.id)
         now = utcnow()
         if user is None or not user.is_active:
             _verify(_DUMMY_HASH, password)

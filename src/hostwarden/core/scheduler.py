@@ -74,9 +74,13 @@ def _check_unique(specs: Iterable[tuple[JobSpec, str]]) -> list[JobSpec]:
     for spec, origin in specs:
         _check_spec(spec, origin)
         if spec.name in seen:
+            where = (
+                f"twice by {origin}"
+                if seen[spec.name] == origin
+                else f"twice: by {seen[spec.name]} and by {origin}"
+            )
             raise JobRegistryError(
-                f"job name '{spec.name}' is declared twice: by {seen[spec.name]} and by "
-                f"{origin}.",
+                f"job name '{spec.name}' is declared {where}.",
                 hint="Job names must be unique; rename one of the jobs or remove the "
                 "duplicate hostwarden.jobs entry point.",
             )
@@ -101,7 +105,12 @@ def load_jobs(settings: Settings) -> list[JobSpec]:
                 f"{origin} cannot be loaded: {exc.__class__.__name__}: {exc}.",
                 hint="Reinstall the package that declares it, or uninstall it.",
             ) from exc
-        produced = factory(settings)
+        try:
+            produced = factory(settings)
+        except Exception as exc:
+            raise JobRegistryError(
+                f"{origin} failed while declaring its jobs: {exc.__class__.__name__}: {exc}."
+            ) from exc
         if not isinstance(produced, list | tuple):
             raise JobRegistryError(
                 f"{origin} returned {type(produced).__name__}, not a list of JobSpec."
@@ -261,7 +270,7 @@ class Scheduler:
         if jobs is None:
             self.jobs = load_jobs(runtime.settings)
         else:
-            self.jobs = _check_unique((spec, "the job list given") for spec in jobs)
+            self.jobs = _check_unique((spec, "the jobs given to Scheduler") for spec in jobs)
         self.runner = runner or default_runner()
         self._lock = make_leader_lock(runtime, self.runner)
         self._leading = threading.Event()
@@ -386,13 +395,13 @@ def run_forever(runtime: Runtime, stop_event: threading.Event | None = None) -> 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    scheduler = Scheduler(runtime)
     previous: dict[int, Any] = {}
     # Signal handlers can only be installed from the main thread; elsewhere the caller
     # stops us through the event.
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, _on_signal)
-    scheduler = Scheduler(runtime)
     try:
         scheduler.start()
         log.info("scheduler started", runner=scheduler.runner)
@@ -401,6 +410,6 @@ def run_forever(runtime: Runtime, stop_event: threading.Event | None = None) -> 
             pass
     finally:
         scheduler.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         log.info("scheduler stopped", runner=scheduler.runner)

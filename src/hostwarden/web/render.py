@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +48,19 @@ def _role_label(role: str) -> str:
     return zh if i18n.current_locale() == "zh-CN" else en
 
 
+def _plain(value: Any) -> str:
+    """A stored value as a person reads it: lists joined, no JSON escapes."""
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
 _env.filters["when"] = _when
+_env.filters["plain"] = _plain
 _env.filters["role_label"] = _role_label
 
 

@@ -176,6 +176,8 @@ def audit_page(
             object_type=object_type or None, limit=PAGE_SIZE, offset=offset,
         )
         entries = [audit.entry_dict(e) for e in rows]
+    for entry in entries:
+        entry["changes"] = audit.changes(entry)
     query = f"action={quote(action)}&actor={quote(actor)}&object_type={quote(object_type)}"
     return render(request, "audit.html", {
         "entries": entries, "total": total, "offset": offset, "page_size": PAGE_SIZE,

@@ -1,0 +1,113 @@
+"""The console in a real browser: Debian chromium driven by Playwright over loopback."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from hostwarden.api.app import create_app
+from hostwarden.core.runtime import Runtime
+from tests.conftest import Initialised
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(runtime: Runtime) -> Iterator[str]:
+    """The app served by uvicorn on a loopback port, as `hostwarden serve` does."""
+    port = free_port()
+    config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
+                            log_config=None, access_log=False)
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the console did not start within 15 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium first")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(locale="en-US")
+        try:
+            yield page
+        finally:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                ARTIFACTS.mkdir(exist_ok=True)
+                shot = ARTIFACTS / f"{request.node.name}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"screenshot of the failure: {shot}")
+            browser.close()
+
+
+def test_admin_signs_in_creates_a_user_and_sees_it_in_the_audit_trail(
+    server: str, initialised: Initialised, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    page.goto(f"{server}/users")
+    expect(page).to_have_url(f"{server}/login?next=/users")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", initialised.admin_password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{server}/users")
+    expect(page.get_by_test_id("whoami")).to_have_text("admin")
+
+    form = page.get_by_test_id("new-user")
+    form.locator("input[name=username]").fill("wang.fang")
+    form.locator("input[name=display_name]").fill("王芳")
+    form.locator("input[name=roles][value=abuse]").check()
+    form.locator("input[name=reason]").fill("joins the abuse desk")
+    form.locator("button[type=submit]").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("User wang.fang created.")
+    expect(page.get_by_test_id("users")).to_contain_text("王芳")
+
+    page.click("nav >> text=Audit trail")
+    expect(page).to_have_url(f"{server}/audit")
+    row = page.get_by_test_id("audit").locator("tr", has_text="user.create").first
+    expect(row).to_contain_text("joins the abuse desk")
+    expect(row).to_contain_text("admin")
+
+    page.get_by_test_id("verify").click()
+    expect(page.get_by_test_id("verify-ok")).to_be_visible()
+
+    page.click("header >> text=简体中文")
+    expect(page.locator("nav")).to_contain_text("审计日志")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-audit-zh.png"), full_page=True)
