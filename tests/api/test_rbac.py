@@ -133,8 +133,11 @@ def call(client: TestClient, method: str, path: str, role_creds: tuple[str, str]
         client.cookies.set(SESSION_COOKIE, session)
         client.cookies.set(CSRF_COOKIE, "csrf-value")
         response = client.request(
-            method, url, headers={"X-CSRF-Token": "csrf-value", "Accept": "text/html"},
-            data={} if method == "POST" else None, follow_redirects=False,
+            method,
+            url,
+            headers={"X-CSRF-Token": "csrf-value", "Accept": "text/html"},
+            data={} if method == "POST" else None,
+            follow_redirects=False,
         )
         assert "/login" not in response.headers.get("location", "") or path == "/logout", (
             f"{method} {path} as a signed-in user sent to the sign-in page"

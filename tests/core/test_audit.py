@@ -313,8 +313,7 @@ def test_a_checkpoint_signed_by_another_key_is_named_as_forged(
     key_id = runtime.signer.key_id if claim_our_key_id else other.key_id
     sql(
         runtime,
-        "UPDATE audit_checkpoints SET signed_at = :at, key_id = :k, signature = :s "
-        "WHERE seq = 6",
+        "UPDATE audit_checkpoints SET signed_at = :at, key_id = :k, signature = :s WHERE seq = 6",
         at=signed_at,
         k=key_id,
         s=signature,

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -96,9 +97,7 @@ def test_core_jobs_are_found_through_the_entry_point(settings: Settings) -> None
 
 
 def test_heartbeat_interval_follows_the_setting(settings: Settings) -> None:
-    changed = settings.model_copy(
-        update={"scheduler": SchedulerSettings(heartbeat_seconds=7.5)}
-    )
+    changed = settings.model_copy(update={"scheduler": SchedulerSettings(heartbeat_seconds=7.5)})
 
     heartbeat = {job.name: job for job in load_jobs(changed)}["scheduler.heartbeat"]
 
@@ -124,7 +123,7 @@ def test_a_job_name_declared_twice_is_refused_naming_both_declarations(
 
 
 def test_a_scheduler_refuses_duplicate_job_names(runtime: Runtime) -> None:
-    with pytest.raises(JobRegistryError, match="'test.tick' is declared twice"):
+    with pytest.raises(JobRegistryError, match=r"'test\.tick' is declared twice"):
         Scheduler(runtime, jobs=[JobSpec("test.tick", tick, 1), JobSpec("test.tick", tick, 2)])
 
 
@@ -188,14 +187,12 @@ def test_a_job_never_overlaps_itself(fast: Runtime, schedulers: list[Scheduler])
     scheduler.shutdown()
 
     done = finished(fast, "test.slow", "ok")
-    for earlier, later in zip(done, done[1:], strict=False):
+    for earlier, later in pairwise(done):
         assert earlier.finished_at is not None
         assert later.started_at >= earlier.finished_at
 
 
-def test_a_stopped_scheduler_runs_nothing_more(
-    fast: Runtime, schedulers: list[Scheduler]
-) -> None:
+def test_a_stopped_scheduler_runs_nothing_more(fast: Runtime, schedulers: list[Scheduler]) -> None:
     scheduler = Scheduler(fast, jobs=[JobSpec("test.tick", tick, 0.1)])
     schedulers.append(scheduler)
     scheduler.start()

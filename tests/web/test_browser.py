@@ -31,8 +31,9 @@ def free_port() -> int:
 def server(runtime: Runtime) -> Iterator[str]:
     """The app served by uvicorn on a loopback port, as `hostwarden serve` does."""
     port = free_port()
-    config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                            log_config=None, access_log=False)
+    config = uvicorn.Config(
+        create_app(runtime), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -58,8 +59,14 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(locale="en-US")
         try:

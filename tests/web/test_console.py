@@ -23,8 +23,10 @@ def csrf_of(client: TestClient) -> str:
 def sign_in(client: TestClient, username: str, password: str) -> str:
     token = csrf_of(client)
     response = client.post(
-        "/login", data={"username": username, "password": password, "csrf_token": token},
-        headers=HTML, follow_redirects=False,
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
     )
     assert response.status_code == 303, response.text
     return str(client.cookies.get("hw_csrf"))
@@ -54,14 +56,21 @@ def test_a_form_without_the_csrf_token_is_refused(
     sign_in(client, "admin", initialised.admin_password)
     before = audit.verify(runtime).entries
     response = client.post(
-        "/users", data={"username": "mallory", "password": "long-enough-1", "roles": "admin"},
+        "/users",
+        data={"username": "mallory", "password": "long-enough-1", "roles": "admin"},
         headers=HTML,
     )
     assert response.status_code == 403
     assert "security token" in response.text
     wrong = client.post(
-        "/users", data={"username": "mallory", "password": "long-enough-1", "roles": "admin",
-                        "csrf_token": "forged"}, headers=HTML,
+        "/users",
+        data={
+            "username": "mallory",
+            "password": "long-enough-1",
+            "roles": "admin",
+            "csrf_token": "forged",
+        },
+        headers=HTML,
     )
     assert wrong.status_code == 403
     assert audit.verify(runtime).entries == before, "a refused form must change nothing"
@@ -71,7 +80,8 @@ def test_the_login_form_itself_needs_the_csrf_token(
     client: TestClient, initialised: Initialised
 ) -> None:
     response = client.post(
-        "/login", data={"username": "admin", "password": initialised.admin_password},
+        "/login",
+        data={"username": "admin", "password": initialised.admin_password},
         follow_redirects=False,
     )
     assert response.status_code == 403
@@ -85,13 +95,19 @@ def test_repeated_failures_lock_the_account_and_say_until_when(
     threshold = runtime.settings.auth.lockout_threshold
     token = csrf_of(client)
     for attempt in range(threshold):
-        response = client.post("/login", data={"username": "bob", "password": f"nope{attempt}",
-                                                "csrf_token": token}, headers=HTML)
+        response = client.post(
+            "/login",
+            data={"username": "bob", "password": f"nope{attempt}", "csrf_token": token},
+            headers=HTML,
+        )
     assert response.status_code == 423
     assert "locked until" in response.text
-    right = client.post("/login", data={"username": "bob", "password": "bobs-password-1",
-                                         "csrf_token": token}, headers=HTML,
-                        follow_redirects=False)
+    right = client.post(
+        "/login",
+        data={"username": "bob", "password": "bobs-password-1", "csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert right.status_code == 423, "the right password must not open a locked account"
 
 
@@ -101,8 +117,13 @@ def test_admin_creates_a_user_and_the_audit_page_shows_it(
     token = sign_in(client, "admin", initialised.admin_password)
     response = client.post(
         "/users",
-        data={"username": "carol", "display_name": "Carol", "roles": ["abuse", "noc"],
-              "reason": "new abuse desk hire", "csrf_token": token},
+        data={
+            "username": "carol",
+            "display_name": "Carol",
+            "roles": ["abuse", "noc"],
+            "reason": "new abuse desk hire",
+            "csrf_token": token,
+        },
         headers=HTML,
     )
     assert response.status_code == 201, response.text
@@ -119,8 +140,9 @@ def test_a_bad_user_form_says_what_is_wrong_and_stores_nothing(
 ) -> None:
     token = sign_in(client, "admin", initialised.admin_password)
     before = audit.verify(runtime).entries
-    response = client.post("/users", data={"username": "dave", "roles": ["wizard"],
-                                           "csrf_token": token}, headers=HTML)
+    response = client.post(
+        "/users", data={"username": "dave", "roles": ["wizard"], "csrf_token": token}, headers=HTML
+    )
     assert response.status_code == 422
     assert "&#39;wizard&#39; is not a role" in response.text
     assert audit.verify(runtime).entries == before
@@ -131,8 +153,9 @@ def test_language_is_chosen_per_user_and_kept(
 ) -> None:
     token = sign_in(client, "admin", initialised.admin_password)
     assert "Dashboard" in client.get("/", headers=HTML).text
-    response = client.post("/account/locale", data={"locale": "zh-CN", "back": "/",
-                                                    "csrf_token": token}, headers=HTML)
+    response = client.post(
+        "/account/locale", data={"locale": "zh-CN", "back": "/", "csrf_token": token}, headers=HTML
+    )
     assert response.status_code == 200
     assert "概览" in response.text and "审计日志" in response.text
     client.cookies.delete("hw_lang")
@@ -159,13 +182,16 @@ def test_areas_not_built_yet_say_so_and_show_no_data(
     assert "<table" not in page.text
 
 
-def test_sign_in_refuses_to_redirect_off_site(
-    client: TestClient, initialised: Initialised
-) -> None:
+def test_sign_in_refuses_to_redirect_off_site(client: TestClient, initialised: Initialised) -> None:
     token = csrf_of(client)
     response = client.post(
-        "/login", data={"username": "admin", "password": initialised.admin_password,
-                        "csrf_token": token, "next": "//evil.example/"},
+        "/login",
+        data={
+            "username": "admin",
+            "password": initialised.admin_password,
+            "csrf_token": token,
+            "next": "//evil.example/",
+        },
         follow_redirects=False,
     )
     assert response.headers["location"] == "/"

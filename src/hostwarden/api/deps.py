@@ -94,7 +94,11 @@ def session_principal(request: Request) -> Principal | None:
     if user is None:
         return None
     return Principal(
-        user.id, user.username, tuple(user.role_list), user.locale, "session",
+        user.id,
+        user.username,
+        tuple(user.role_list),
+        user.locale,
+        "session",
         request_id_of(request),
     )
 
@@ -161,7 +165,8 @@ def public(*, csrf: bool = False) -> Any:
 
 def access_rule_of(route: Any) -> AccessRule | None:
     """The rule attached to a route through its dependencies, if any."""
-    stack = list(getattr(route, "dependant", None).dependencies if hasattr(route, "dependant") else [])
+    dependant = getattr(route, "dependant", None)
+    stack = list(dependant.dependencies) if dependant is not None else []
     while stack:
         dep = stack.pop()
         rule = getattr(dep.call, "__access_rule__", None)

@@ -31,8 +31,9 @@ def problem(
     }
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type="application/problem+json",
-                        headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 def wants_html(request: Request) -> bool:
@@ -62,8 +63,7 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(request, 422, "validation-failed", "Input is invalid", detail,
-                       errors=errors)
+        return problem(request, 422, "validation-failed", "Input is invalid", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -78,6 +78,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return problem(
-            request, 500, "internal", "Internal error",
+            request,
+            500,
+            "internal",
+            "Internal error",
             "the server failed; the request id in this answer finds the log line.",
         )

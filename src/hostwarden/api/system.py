@@ -38,8 +38,9 @@ def readyz(request: Request) -> JSONResponse:
         current = migrate.current_revision(runtime.db.engine)
         head = migrate.head_revision()
         checks["migrations"] = (
-            "ok" if current == head else f"at {current or 'none'}, newest is {head}: run "
-            "`hostwarden db upgrade`"
+            "ok"
+            if current == head
+            else f"at {current or 'none'}, newest is {head}: run `hostwarden db upgrade`"
         )
     except HostwardenError as exc:
         checks["database"] = str(exc)
@@ -56,18 +57,23 @@ class DomainCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
-        yield InfoMetricFamily("hostwarden_build", "Version of hostwarden.",
-                               value={"version": __version__})
+        yield InfoMetricFamily(
+            "hostwarden_build", "Version of hostwarden.", value={"version": __version__}
+        )
         try:
             with self.runtime.reading() as session:
                 entries = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-                users = session.scalar(
-                    select(func.count()).select_from(User).where(User.is_active.is_(True))
-                ) or 0
+                users = (
+                    session.scalar(
+                        select(func.count()).select_from(User).where(User.is_active.is_(True))
+                    )
+                    or 0
+                )
         except Exception:  # the database being down must not break the scrape
             return
-        yield GaugeMetricFamily("hostwarden_audit_entries", "Entries in the audit trail.",
-                                value=entries)
+        yield GaugeMetricFamily(
+            "hostwarden_audit_entries", "Entries in the audit trail.", value=entries
+        )
         yield GaugeMetricFamily("hostwarden_users_active", "Active user accounts.", value=users)
 
 

@@ -15,8 +15,8 @@ from rich.table import Table
 from hostwarden.core.config import Settings, load_settings
 from hostwarden.core.runtime import Actor, Runtime, new_request_id
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CliState:

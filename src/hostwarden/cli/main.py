@@ -6,13 +6,14 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from typer.core import TyperGroup
 
 from hostwarden import __version__
 from hostwarden.cli import scheduler as scheduler_cli
@@ -64,10 +65,13 @@ def root(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="Data directory (default $HOSTWARDEN_HOME or ./hostwarden-data)."),
+        typer.Option(
+            "--home", help="Data directory (default $HOSTWARDEN_HOME or ./hostwarden-data)."
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="hostwarden.toml to read instead of the one in --home.")
+        Path | None,
+        typer.Option("--config", help="hostwarden.toml to read instead of the one in --home."),
     ] = None,
 ) -> None:
     ctx.obj = CliState(home, config)
@@ -95,7 +99,10 @@ def init(
     else:
         out.print(f"{where} is already initialised (schema {result.migrated_to}).")
     if result.admin_password:
-        out.print(f"First administrator: [bold]{admin}[/bold]  password: [bold]{result.admin_password}[/bold]")
+        out.print(
+            f"First administrator: [bold]{admin}[/bold]  "
+            f"password: [bold]{result.admin_password}[/bold]"
+        )
         out.print("Write the password down now: it is shown this once.")
 
 
@@ -121,16 +128,22 @@ def serve(
     configure_logging(settings.logging.level, settings.logging.format)
     runtime = cli.runtime()
     if not migrate.is_current(runtime.db.engine):
-        raise HostwardenError("the database schema is not current.",
-                              hint="Run `hostwarden db upgrade`.")
+        raise HostwardenError(
+            "the database schema is not current.", hint="Run `hostwarden db upgrade`."
+        )
     bind_host = host or settings.server.host
     bind_port = port or settings.server.port
     if not 1 <= bind_port <= 65535:
         raise HostwardenError(f"port {bind_port} is out of range.", hint="Use 1–65535.")
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     out.print(f"hostwarden {__version__} console and API on http://{shown}:{bind_port}/")
-    uvicorn.run(create_app(runtime, run_scheduler=scheduler), host=bind_host, port=bind_port,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(runtime, run_scheduler=scheduler),
+        host=bind_host,
+        port=bind_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @db_app.command("upgrade")
@@ -141,7 +154,11 @@ def db_upgrade(ctx: typer.Context) -> None:
         before, after = migrate.upgrade(database.engine)
     finally:
         database.dispose()
-    out.print(f"Schema {before or 'empty'} → {after}." if before != after else f"Schema already at {after}.")
+    out.print(
+        f"Schema {before or 'empty'} → {after}."
+        if before != after
+        else f"Schema already at {after}."
+    )
 
 
 @db_app.command("status")
@@ -190,8 +207,16 @@ def user_add(
     password = sys.stdin.readline().rstrip("\n") if password_stdin else auth.generate_password()
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
-        user = auth.create_user(op, username, password, role, display_name=name, email=email,
-                                locale=locale, reason=reason)
+        user = auth.create_user(
+            op,
+            username,
+            password,
+            role,
+            display_name=name,
+            email=email,
+            locale=locale,
+            reason=reason,
+        )
     out.print(f"User {user.username} created with roles {', '.join(user.role_list)}.")
     if not password_stdin:
         out.print(f"Password (shown once): [bold]{password}[/bold]")
@@ -208,10 +233,22 @@ def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([u.model_dump(mode="json") for u in users])
         return
-    table("Users", ["id", "username", "name", "roles", "active", "locked until", "last sign-in"],
-          [[u.id, u.username, u.display_name, ",".join(u.roles), "yes" if u.is_active else "no",
-            u.locked_until and isoformat(u.locked_until),
-            u.last_login_at and isoformat(u.last_login_at)] for u in users])
+    table(
+        "Users",
+        ["id", "username", "name", "roles", "active", "locked until", "last sign-in"],
+        [
+            [
+                u.id,
+                u.username,
+                u.display_name,
+                ",".join(u.roles),
+                "yes" if u.is_active else "no",
+                u.locked_until and isoformat(u.locked_until),
+                u.last_login_at and isoformat(u.last_login_at),
+            ]
+            for u in users
+        ],
+    )
 
 
 def _set_active(ctx: typer.Context, username: str, active: bool, reason: str) -> None:
@@ -243,10 +280,7 @@ def user_passwd(
     reason: ReasonOpt = "",
 ) -> None:
     """Set a user's password (also lifts a lock-out)."""
-    if generate:
-        password = auth.generate_password()
-    else:
-        password = read_secret("New password", password_stdin)
+    password = auth.generate_password() if generate else read_secret("New password", password_stdin)
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
         user = auth.get_user_by_name(op.session, username)
@@ -261,7 +295,9 @@ def token_create(
     ctx: typer.Context,
     user: Annotated[str, typer.Option("--user", "-u", help="Owner of the token.")],
     name: Annotated[str, typer.Option("--name", "-n", help="What will use it.")],
-    role: Annotated[list[str] | None, typer.Option("--role", "-r", help="Restrict to these roles.")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", "-r", help="Restrict to these roles.")
+    ] = None,
     days: Annotated[int, typer.Option(help="Days until it expires.")] = 90,
     as_json: JsonOpt = False,
     reason: ReasonOpt = "",
@@ -271,14 +307,21 @@ def token_create(
     with runtime.operation(operator()) as op:
         owner = auth.get_user_by_name(op.session, user)
         token, secret = auth.create_token(op, owner.id, name, roles=role, days=days, reason=reason)
-        summary = {"id": token.id, "prefix": token.prefix, "user": owner.username,
-                   "roles": token.role_list, "expires_at": isoformat(token.expires_at),
-                   "token": secret}
+        summary = {
+            "id": token.id,
+            "prefix": token.prefix,
+            "user": owner.username,
+            "roles": token.role_list,
+            "expires_at": isoformat(token.expires_at),
+            "token": secret,
+        }
     if as_json:
         print_json(summary)
         return
-    out.print(f"Token {token.id} ({token.prefix}) for {user}, roles {', '.join(token.role_list)}, "
-              f"expires {summary['expires_at']}.")
+    out.print(
+        f"Token {token.id} ({token.prefix}) for {user}, roles {', '.join(token.role_list)}, "
+        f"expires {summary['expires_at']}."
+    )
     out.print(f"Secret (shown once): [bold]{secret}[/bold]")
 
 
@@ -298,10 +341,23 @@ def token_list(
     if as_json:
         print_json([t.model_dump(mode="json") for t in tokens])
         return
-    table("API tokens", ["id", "prefix", "user", "name", "roles", "expires", "revoked", "last used"],
-          [[t.id, t.prefix, t.username, t.name, ",".join(t.roles), isoformat(t.expires_at),
-            t.revoked_at and isoformat(t.revoked_at), t.last_used_at and isoformat(t.last_used_at)]
-           for t in tokens])
+    table(
+        "API tokens",
+        ["id", "prefix", "user", "name", "roles", "expires", "revoked", "last used"],
+        [
+            [
+                t.id,
+                t.prefix,
+                t.username,
+                t.name,
+                ",".join(t.roles),
+                isoformat(t.expires_at),
+                t.revoked_at and isoformat(t.revoked_at),
+                t.last_used_at and isoformat(t.last_used_at),
+            ]
+            for t in tokens
+        ],
+    )
 
 
 @token_app.command("revoke")
@@ -322,13 +378,18 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(report.as_dict())
     elif report.ok:
-        out.print(f"[green]Audit trail intact[/green]: {report.entries} entries, "
-                  f"{report.checkpoints} signed checkpoints, head #{report.head_seq} "
-                  f"{report.head_hash[:16]}…")
+        out.print(
+            f"[green]Audit trail intact[/green]: {report.entries} entries, "
+            f"{report.checkpoints} signed checkpoints, head #{report.head_seq} "
+            f"{report.head_hash[:16]}…"
+        )
     else:
         first = report.first
         assert first is not None
-        err.print(f"[red]Audit trail broken[/red] at entry #{first.seq} ({first.kind}): {escape(first.message)}")
+        err.print(
+            f"[red]Audit trail broken[/red] at entry #{first.seq} ({first.kind}): "
+            f"{escape(first.message)}"
+        )
         for problem in report.problems:
             if problem is not first:
                 err.print(f"  also: {problem.message}")
@@ -341,7 +402,9 @@ def audit_export(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option("--from", help="ISO date/time, inclusive.")] = None,
     until: Annotated[str | None, typer.Option("--to", help="ISO date/time, exclusive.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
 ) -> None:
     """Write entries as JSON lines in chain order, with their hashes."""
     start: datetime | None = parse_time(since) if since else None
@@ -355,8 +418,9 @@ def audit_export(
             return
         tmp = output.with_name(output.name + ".partial")
         written = 0
-        with Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
-                      console=err, transient=True) as progress:
+        with Progress(
+            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+        ) as progress:
             task = progress.add_task("export", total=total)
             with tmp.open("w", encoding="utf-8") as handle:
                 for item in audit.iter_export(session, start, end):
@@ -367,27 +431,36 @@ def audit_export(
     err.print(f"{written} entries written to {output}.")
 
 
+class _Group(TyperGroup):
+    """Turns the errors an operator can cause into one line on stderr and exit 1, for
+    every command (and for CliRunner in tests, which never goes through main())."""
+
+    def invoke(self, ctx: Any) -> Any:
+        if os.environ.get("HOSTWARDEN_DEBUG"):
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except HostwardenError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+        except OperationalError as exc:
+            err.print(
+                f"[red]error:[/red] cannot reach the database: {escape(str(exc.orig))}. "
+                "Check database.url and that the server runs."
+            )
+        except SQLAlchemyError as exc:
+            err.print(
+                f"[red]error:[/red] database error: {exc.__class__.__name__}: "
+                f"{escape(str(exc))}. If the schema is old, run `hostwarden db upgrade`."
+            )
+        raise typer.Exit(1)
+
+
+app.info.cls = _Group
+
+
 def main() -> None:
     """Run the CLI; errors become one line on stderr and a non-zero exit, never a traceback."""
-    debug = bool(os.environ.get("HOSTWARDEN_DEBUG"))
     try:
         app()
-    except HostwardenError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(1)
-    except OperationalError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc.orig))}. "
-                  "Check database.url and that the server runs.", soft_wrap=True)
-        sys.exit(1)
-    except SQLAlchemyError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] database error: {exc.__class__.__name__}: {escape(str(exc))}. "
-                  "If the schema is old, run `hostwarden db upgrade`.", soft_wrap=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

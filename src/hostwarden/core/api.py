@@ -44,8 +44,14 @@ def create_user(
 ) -> UserOut:
     with runtime_of(request).operation(who.actor()) as op:
         user = auth.create_user(
-            op, body.username, body.password, body.roles, display_name=body.display_name,
-            email=body.email, locale=body.locale, reason=body.reason,
+            op,
+            body.username,
+            body.password,
+            body.roles,
+            display_name=body.display_name,
+            email=body.email,
+            locale=body.locale,
+            reason=body.reason,
         )
         return UserOut.of(user, full_email=True)
 
@@ -57,9 +63,7 @@ def me(request: Request, who: Principal = require(Perm.ACCOUNT_SELF)) -> UserOut
 
 
 @users.get("/{user_id}")
-def get_user(
-    user_id: int, request: Request, who: Principal = require(Perm.USERS_READ)
-) -> UserOut:
+def get_user(user_id: int, request: Request, who: Principal = require(Perm.USERS_READ)) -> UserOut:
     with runtime_of(request).reading() as session:
         return UserOut.of(auth.get_user(session, user_id), full_email=who.can(Perm.USERS_WRITE))
 
@@ -70,8 +74,14 @@ def update_user(
 ) -> UserOut:
     with runtime_of(request).operation(who.actor()) as op:
         user = auth.update_user(
-            op, user_id, display_name=body.display_name, email=body.email, roles=body.roles,
-            locale=body.locale, is_active=body.is_active, reason=body.reason,
+            op,
+            user_id,
+            display_name=body.display_name,
+            email=body.email,
+            roles=body.roles,
+            locale=body.locale,
+            is_active=body.is_active,
+            reason=body.reason,
         )
         return UserOut.of(user, full_email=True)
 
@@ -103,8 +113,10 @@ def create_token(
 ) -> TokenCreated:
     owner = body.user_id or who.user_id
     if owner != who.user_id and not who.can(Perm.TOKENS_ADMIN):
-        raise PermissionDenied("only admins may make tokens for other users.",
-                               hint="Leave user_id out to make your own.")
+        raise PermissionDenied(
+            "only admins may make tokens for other users.",
+            hint="Leave user_id out to make your own.",
+        )
     with runtime_of(request).operation(who.actor()) as op:
         token, secret = auth.create_token(
             op, owner, body.name, roles=body.roles, days=body.days, reason=body.reason
@@ -123,8 +135,10 @@ def revoke_token(
     with runtime.operation(who.actor()) as op:
         token = auth.get_token(op.session, token_id)
         if token.user_id != who.user_id and not who.can(Perm.TOKENS_ADMIN):
-            raise PermissionDenied("this token belongs to another user.",
-                                   hint="Only admins may revoke other users' tokens.")
+            raise PermissionDenied(
+                "this token belongs to another user.",
+                hint="Only admins may revoke other users' tokens.",
+            )
         token = auth.revoke_token(op, token_id, reason=body.reason if body else "")
         return TokenOut.of(token)
 
@@ -143,8 +157,14 @@ def list_audit(
 ) -> AuditPage:
     with runtime_of(request).reading() as session:
         rows, total = audit.list_entries(
-            session, since=since, until=until, action=action, object_type=object_type,
-            actor=actor, limit=limit, offset=offset,
+            session,
+            since=since,
+            until=until,
+            action=action,
+            object_type=object_type,
+            actor=actor,
+            limit=limit,
+            offset=offset,
         )
         items = [AuditEntryOut(**audit.entry_dict(e)) for e in rows]
     return AuditPage(total=total, limit=limit, offset=offset, items=items)

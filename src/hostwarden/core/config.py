@@ -151,6 +151,7 @@ def load_settings(
             f"config file {toml_path} does not exist.",
             hint="Give the path of an existing hostwarden.toml or leave it unset.",
         )
+    toml_used: Path | None = None
     if toml_path.is_file():
         try:
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
@@ -159,13 +160,11 @@ def load_settings(
                 f"config file {toml_path} is not valid TOML: {exc}.",
                 hint="Fix the line named; see docs/configuration.md for the format.",
             ) from exc
-        _TOML_PATH["path"] = toml_path
-    else:
-        toml_path = None
+        _TOML_PATH["path"] = toml_used = toml_path
     try:
         return Settings(home=home_path, **overrides)
     except ValidationError as exc:
-        lines = [_describe(err, toml_path) for err in exc.errors()]
+        lines = [_describe(err, toml_used) for err in exc.errors()]
         raise ConfigError(
             lines[0] if len(lines) == 1 else "; ".join(lines),
             hint="Start-up stopped; correct the value and start again.",

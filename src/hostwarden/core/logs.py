@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -15,9 +16,14 @@ from hostwarden.core.masking import mask_value
 _SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "cookie", "session"})
 
 
+def _is_secret_key(key: str) -> bool:
+    """``password`` and also ``db_password``, ``api-token``: any word of the key counts."""
+    return any(part in _SECRET_KEYS for part in re.split(r"[^a-z0-9]+", key.lower()))
+
+
 def _mask_personal_data(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for key in list(event):
-        if key.lower() in _SECRET_KEYS:
+        if _is_secret_key(key):
             event[key] = "***"
         elif key not in ("timestamp", "level", "request_id", "logger"):
             event[key] = mask_value(event[key])
@@ -31,6 +37,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Before masking, so that personal data in an exception's text is masked too.
+        structlog.processors.format_exc_info,
         _mask_personal_data,
     ]
     renderer: Any = (
@@ -48,7 +56,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
             renderer,
         ],
     )

@@ -39,8 +39,10 @@ def init(settings: Settings, *, admin_username: str = "admin") -> InitResult:
     if not config_path.exists():
         config_path.write_text(DEFAULT_TOML, encoding="utf-8")
     created_key = not is_initialised(settings)
-    signer = create_signing_key(settings.keys_dir) if created_key else load_signing_key(
-        settings.keys_dir
+    signer = (
+        create_signing_key(settings.keys_dir)
+        if created_key
+        else load_signing_key(settings.keys_dir)
     )
     db = Database(settings.database_url)
     try:

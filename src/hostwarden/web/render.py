@@ -67,8 +67,9 @@ _env.filters["role_label"] = _role_label
 def locale_for(request: Request, principal: Principal | None) -> str:
     if principal is not None:
         return principal.locale
-    return i18n.pick_locale(request.headers.get("accept-language", ""),
-                            request.cookies.get(LANG_COOKIE))
+    return i18n.pick_locale(
+        request.headers.get("accept-language", ""), request.cookies.get(LANG_COOKIE)
+    )
 
 
 def render(
@@ -106,12 +107,21 @@ def render(
 def set_csrf_cookie(request: Request, response: HTMLResponse | Any, value: str) -> None:
     runtime = request.app.state.runtime
     response.set_cookie(
-        CSRF_COOKIE, value, httponly=True, samesite="strict",
-        secure=runtime.settings.auth.cookie_secure, path="/",
+        CSRF_COOKIE,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=runtime.settings.auth.cookie_secure,
+        path="/",
     )
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
     principal = getattr(request.state, "principal", None)
-    return render(request, "error.html", {"status": status, "title": title, "detail": detail},
-                  principal=principal, status=status)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "title": title, "detail": detail},
+        principal=principal,
+        status=status,
+    )

@@ -53,17 +53,29 @@ def login_submit(
 ) -> Response:
     try:
         result = auth.login(
-            runtime_of(request), username, password, ip=_client_ip(request),
+            runtime_of(request),
+            username,
+            password,
+            ip=_client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
         )
     except HostwardenError as exc:
-        return render(request, "login.html", {"next": _safe_next(next), "error": str(exc),
-                                              "username": username}, status=exc.status)
+        return render(
+            request,
+            "login.html",
+            {"next": _safe_next(next), "error": str(exc), "username": username},
+            status=exc.status,
+        )
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = runtime_of(request).settings.auth
     response.set_cookie(
-        SESSION_COOKIE, result.session_token, httponly=True, samesite="lax",
-        secure=settings.cookie_secure, max_age=settings.session_hours * 3600, path="/",
+        SESSION_COOKIE,
+        result.session_token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+        max_age=settings.session_hours * 3600,
+        path="/",
     )
     # A fresh CSRF token after sign-in, so a token planted before it is worthless.
     set_csrf_cookie(request, response, secrets.token_urlsafe(32))
@@ -94,11 +106,15 @@ def dashboard(request: Request, who: Principal = page(Perm.CONSOLE_VIEW)) -> HTM
     runtime = runtime_of(request)
     with runtime.reading() as session:
         users = len(auth.list_users(session)) if who.can(Perm.USERS_READ) else None
-        recent, total = audit.list_entries(session, limit=5) if who.can(Perm.AUDIT_READ) else (
-            [], None
+        recent, total = (
+            audit.list_entries(session, limit=5) if who.can(Perm.AUDIT_READ) else ([], None)
         )
-    return render(request, "dashboard.html",
-                  {"users": users, "audit_total": total, "recent": recent}, principal=who)
+    return render(
+        request,
+        "dashboard.html",
+        {"users": users, "audit_total": total, "recent": recent},
+        principal=who,
+    )
 
 
 @router.get("/users")
@@ -107,13 +123,22 @@ def users_page(request: Request, who: Principal = page(Perm.USERS_READ)) -> HTML
 
 
 def _users(
-    request: Request, who: Principal, *, error: str | None = None, notice: str | None = None,
+    request: Request,
+    who: Principal,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     with runtime_of(request).reading() as session:
         users = auth.list_users(session)
-    return render(request, "users.html", {"users": users, "roles": list(Role), "error": error,
-                                          "notice": notice}, principal=who, status=status)
+    return render(
+        request,
+        "users.html",
+        {"users": users, "roles": list(Role), "error": error, "notice": notice},
+        principal=who,
+        status=status,
+    )
 
 
 @router.post("/users")
@@ -132,16 +157,22 @@ def users_create(
     secret = password or auth.generate_password()
     try:
         with runtime_of(request).operation(who.actor()) as op:
-            user = auth.create_user(op, username, secret, roles or [], display_name=display_name,
-                                    email=email, locale=locale, reason=reason)
+            user = auth.create_user(
+                op,
+                username,
+                secret,
+                roles or [],
+                display_name=display_name,
+                email=email,
+                locale=locale,
+                reason=reason,
+            )
     except HostwardenError as exc:
         return _users(request, who, error=str(exc), status=exc.status)
     i18n.set_locale(who.locale)
     notice = i18n.gettext("User %(name)s created.", name=user.username)
     if generated:
-        notice += " " + i18n.gettext(
-            "Initial password (shown once): %(password)s", password=secret
-        )
+        notice += " " + i18n.gettext("Initial password (shown once): %(password)s", password=secret)
     return _users(request, who, notice=notice, status=201)
 
 
@@ -172,18 +203,30 @@ def audit_page(
 ) -> HTMLResponse:
     with runtime_of(request).reading() as session:
         rows, total = audit.list_entries(
-            session, action=action or None, actor=actor or None,
-            object_type=object_type or None, limit=PAGE_SIZE, offset=offset,
+            session,
+            action=action or None,
+            actor=actor or None,
+            object_type=object_type or None,
+            limit=PAGE_SIZE,
+            offset=offset,
         )
         entries = [audit.entry_dict(e) for e in rows]
     for entry in entries:
         entry["changes"] = audit.changes(entry)
     query = f"action={quote(action)}&actor={quote(actor)}&object_type={quote(object_type)}"
-    return render(request, "audit.html", {
-        "entries": entries, "total": total, "offset": offset, "page_size": PAGE_SIZE,
-        "filters": {"action": action, "actor": actor, "object_type": object_type},
-        "query": query,
-    }, principal=who)
+    return render(
+        request,
+        "audit.html",
+        {
+            "entries": entries,
+            "total": total,
+            "offset": offset,
+            "page_size": PAGE_SIZE,
+            "filters": {"action": action, "actor": actor, "object_type": object_type},
+            "query": query,
+        },
+        principal=who,
+    )
 
 
 @router.get("/audit/verify")
@@ -208,8 +251,13 @@ def account_password(
         with runtime_of(request).operation(who.actor()) as op:
             auth.change_own_password(op, who.user_id, current, new)
     except HostwardenError as exc:
-        return render(request, "account.html", {"error": str(exc), "notice": None},
-                      principal=who, status=exc.status)
+        return render(
+            request,
+            "account.html",
+            {"error": str(exc), "notice": None},
+            principal=who,
+            status=exc.status,
+        )
     # The password change ended every session of this user: sign in again.
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -227,8 +275,13 @@ def account_locale(
         with runtime_of(request).operation(who.actor()) as op:
             auth.update_user(op, who.user_id, locale=locale, reason="language chosen in console")
     except HostwardenError as exc:
-        return render(request, "account.html", {"error": str(exc), "notice": None},
-                      principal=who, status=exc.status)
+        return render(
+            request,
+            "account.html",
+            {"error": str(exc), "notice": None},
+            principal=who,
+            status=exc.status,
+        )
     response = RedirectResponse(_safe_next(back), status_code=303)
     response.set_cookie(LANG_COOKIE, locale, samesite="lax", path="/")
     return response
@@ -243,5 +296,6 @@ def _area_view(area: Area) -> Callable[..., Awaitable[HTMLResponse]]:
 
 
 for _area in AREAS:
-    router.add_api_route(f"/{_area.slug}", _area_view(_area), methods=["GET"],
-                         response_class=HTMLResponse)
+    router.add_api_route(
+        f"/{_area.slug}", _area_view(_area), methods=["GET"], response_class=HTMLResponse
+    )

@@ -1,0 +1,160 @@
+"""Personal data (ID numbers, phone numbers, e-mail) is masked in lists, logs and audit."""
+
+from __future__ import annotations
+
+import pytest
+
+from hostwarden.core.masking import (
+    mask_email,
+    mask_id_number,
+    mask_phone,
+    mask_text,
+    mask_value,
+)
+
+ID_NUMBER = "11010519491231002X"
+
+
+# --- single values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        (ID_NUMBER, "110105********002X"),
+        ("110105194912310021", "110105********0021"),
+        (" 11010519491231002X ", "110105********002X"),
+        ("A1234567", "******67"),
+        ("", ""),
+    ],
+)
+def test_an_id_number_keeps_only_region_and_last_four(value: str, masked: str) -> None:
+    assert mask_id_number(value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("13812345678", "138****5678"),
+        ("138-1234-5678", "138****5678"),
+        ("123456", "******"),
+    ],
+)
+def test_a_phone_number_keeps_only_its_first_three_and_last_four_digits(
+    value: str, masked: str
+) -> None:
+    assert mask_phone(value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("zhang.wei@example.cn", "z***@example.cn"),
+        ("a@b.org", "a***@b.org"),
+    ],
+)
+def test_an_email_keeps_its_first_letter_and_domain(value: str, masked: str) -> None:
+    assert mask_email(value) == masked
+
+
+# --- inside free text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"customer {ID_NUMBER} complained", "customer 110105********002X complained"),
+        ("id 11010519491231002x.", "id 110105********002x."),
+        (f"身份证{ID_NUMBER}号", "身份证110105********002X号"),
+    ],
+)
+def test_id_numbers_inside_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("call 13812345678 now", "call 138****5678 now"),
+        ("手机13812345678，请回电", "手机138****5678，请回电"),
+        ("tel +86 138 1234 5678", "tel +86 138****5678"),
+        ("tel +8613812345678", "tel +86138****5678"),
+        ("tel 86-138-1234-5678", "tel 86-138****5678"),
+        ("UK office +44 20 7946 0958", "UK office +44****58"),
+    ],
+)
+def test_phone_numbers_inside_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("write to zhang.wei@example.cn today", "write to z***@example.cn today"),
+        ("<abuse+ticket@mail.example.com>", "<a***@mail.example.com>"),
+        # Mainland users often use their mobile number as the mailbox name.
+        ("13812345678@qq.com", "1***@qq.com"),
+    ],
+)
+def test_email_addresses_inside_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+def test_several_kinds_in_one_text_are_all_masked() -> None:
+    text = f"{ID_NUMBER}, 13912345678 and li.na@example.com"
+
+    masked = mask_text(text)
+
+    assert masked == "110105********002X, 139****5678 and l***@example.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abuse report for 203.0.113.7 at 2026-05-01T10:00:00Z",
+        "ticket 20260501 from AS64500, port 8080",
+        "unified social credit code 91110000600037341L",
+        "order 1234567890123456789012",  # longer than an ID number
+        "invoice 12345678901",  # 11 digits, but no mobile prefix
+        "host ns1.example.com",
+    ],
+)
+def test_text_without_personal_data_is_left_alone(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_masking_text_twice_changes_nothing_more() -> None:
+    once = mask_text(f"{ID_NUMBER} 13812345678 +86 139 8765 4321 li.na@example.com")
+
+    assert mask_text(once) == once
+
+
+# --- nested values -----------------------------------------------------------------------
+
+
+def test_strings_inside_nested_dicts_and_lists_are_masked_and_other_values_pass() -> None:
+    value = {
+        "name": "Zhang Wei",
+        "id_number": ID_NUMBER,
+        "contacts": [{"phone": "13812345678"}, ("li.na@example.com",)],
+        "count": 3,
+        "active": True,
+        "nothing": None,
+    }
+
+    assert mask_value(value) == {
+        "name": "Zhang Wei",
+        "id_number": "110105********002X",
+        "contacts": [{"phone": "138****5678"}, ["l***@example.com"]],
+        "count": 3,
+        "active": True,
+        "nothing": None,
+    }
+
+
+def test_masking_does_not_change_the_value_given() -> None:
+    original = {"phone": "13812345678"}
+
+    mask_value(original)
+
+    assert original == {"phone": "13812345678"}
