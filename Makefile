@@ -11,6 +11,10 @@ export HOSTWARDEN_HOME
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -21,14 +25,14 @@ run: install
 	$(HW) init
 	$(HW) serve
 
-test-deps: install
+test-deps: $(VENV)/.installed-test
 	./scripts/system-deps.sh
 
-lint: install
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-typecheck: install
+typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy --strict src/
 
 unit: test-deps
@@ -38,7 +42,7 @@ unit: test-deps
 test: lint typecheck unit
 
 ## Refresh the translation template and catalogs from the sources.
-i18n-extract: install
+i18n-extract: $(VENV)/.installed-test
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ -o src/hostwarden/locale/messages.pot src/hostwarden
 	$(VENV)/bin/pybabel update -i src/hostwarden/locale/messages.pot -d src/hostwarden/locale -N
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
 
+    #: The TOML file this class reads; load_settings makes a subclass per file.
+    _toml_file: ClassVar[Path | None] = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -83,10 +86,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = _TOML_PATH.get("path")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
         return tuple(sources)
 
     @property
@@ -105,10 +107,6 @@ class Settings(BaseSettings):
         data["home"] = str(self.home.resolve())
         data["database"]["url"] = mask_database_url(self.database_url)
         return data
-
-
-# Which TOML file the settings class reads; set by load_settings only, for one call.
-_TOML_PATH: dict[str, Path | None] = {"path": None}
 
 
 def mask_database_url(url: str) -> str:
@@ -160,17 +158,16 @@ def load_settings(
                 f"config file {toml_path} is not valid TOML: {exc}.",
                 hint="Fix the line named; see docs/configuration.md for the format.",
             ) from exc
-        _TOML_PATH["path"] = toml_used = toml_path
+        toml_used = toml_path
+    settings_class: type[Settings] = type("FileSettings", (Settings,), {"_toml_file": toml_used})
     try:
-        return Settings(home=home_path, **overrides)
+        return settings_class(home=home_path, **overrides)
     except ValidationError as exc:
         lines = [_describe(err, toml_used) for err in exc.errors()]
         raise ConfigError(
             lines[0] if len(lines) == 1 else "; ".join(lines),
             hint="Start-up stopped; correct the value and start again.",
         ) from exc
-    finally:
-        _TOML_PATH["path"] = None
 
 
 DEFAULT_TOML = """\
