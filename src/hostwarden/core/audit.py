@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 CHAIN = "audit"
 HEAD_FILE = "audit-head.json"
-# Arbitrary constant naming the PostgreSQL advisory lock that serialises chain appends.
-_PG_LOCK_KEY = 0x68770001
+# Namespace of the PostgreSQL advisory lock that serialises chain appends; the second key
+# is the schema, so installs (or test runs) sharing one database do not wait on each other.
+_PG_LOCK_NAMESPACE = 0x68770001
 
 
 def canonical_json(value: Any) -> str:
@@ -64,7 +65,10 @@ def checkpoint_message(chain: str, seq: int, head_hash: str, signed_at: str) -> 
 
 def _lock_chain(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(current_schema()))"),
+            {"ns": _PG_LOCK_NAMESPACE},
+        )
     # SQLite: the transaction began with BEGIN IMMEDIATE and already holds the write lock.
 
 

@@ -35,6 +35,12 @@ _PG_LOCK_NAMESPACE = 0x68770002
 
 log = get_logger("hostwarden.scheduler")
 
+_SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+}
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -180,7 +186,11 @@ def pg_lock_key(schema: str) -> int:
 
 class PgAdvisoryLock:
     """PostgreSQL: a session advisory lock on a connection of its own, held as long as
-    that session lives; the server frees it when the leader's connection goes away."""
+    that session lives; the server frees it when the leader's connection goes away.
+
+    The leader checks its connection every ``leader_retry_seconds``; after a network
+    split, jobs may run on both sides for at most that long plus the keepalive timeouts.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         # NullPool, so that closing the connection ends the session and frees the lock
@@ -188,12 +198,15 @@ class PgAdvisoryLock:
         self._engine = create_engine(
             runtime.db.engine.url,
             poolclass=NullPool,
+            # The leader notices a dead network within seconds (and stops its jobs)
+            # instead of hanging in a read for the kernel's default of minutes.
             connect_args={
                 "connect_timeout": 10,
                 "keepalives": 1,
                 "keepalives_idle": 10,
                 "keepalives_interval": 5,
                 "keepalives_count": 3,
+                "tcp_user_timeout": 20000,
             },
         )
         self._conn: Connection | None = None
@@ -202,7 +215,13 @@ class PgAdvisoryLock:
     def _connection(self) -> Connection:
         if self._conn is None:
             # Autocommit: an idle lock connection must not sit "idle in transaction".
-            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+            # The server, too, must notice a leader host that vanished without closing its
+            # socket: the lock is freed only when the server ends the session, and its
+            # default TCP keepalive would wait two hours before doing so.
+            for setting, value in _SERVER_KEEPALIVES.items():
+                conn.execute(text(f"SET {setting} = {value}"))
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -342,16 +361,16 @@ class Scheduler:
                 id=spec.name,
                 name=spec.name,
             )
-        aps.start()
         self._aps = aps
         self._leading.set()
+        aps.start()
         log.info("scheduler is the leader", runner=self.runner, jobs=[j.name for j in self.jobs])
 
     def _step_down(self) -> None:
         was_leading = self._leading.is_set()
         self._leading.clear()
         aps, self._aps = self._aps, None
-        if aps is not None:
+        if aps is not None and aps.running:
             # Wait for running jobs before freeing the lock, so the next leader's runs
             # cannot overlap ours.
             aps.shutdown(wait=True)
