@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
@@ -17,8 +17,9 @@ from hostwarden.api.app import create_app
 from hostwarden.core import audit, auth
 from hostwarden.core.db import Database
 from hostwarden.core.models import AuditEntry
-from hostwarden.core.runtime import Runtime
+from hostwarden.core.runtime import Runtime, system_actor
 from hostwarden.core.timeutil import isoformat, utcnow
+from hostwarden.errors import AuthenticationFailed
 from tests.conftest import IS_POSTGRES, DatabaseTarget, make_token, make_user
 
 UNREACHABLE_DB = "postgresql+psycopg://postgres@127.0.0.1:1/none"
@@ -29,7 +30,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+def assert_problem(
+    response: httpx2.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
     """An RFC 9457 problem answer with the fields every client may rely on."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -93,13 +96,16 @@ def test_an_admin_creates_reads_updates_and_disables_a_user(
         json={"roles": ["abuse", "noc"], "display_name": "A. Wong"},
     )
     assert patched.status_code == 200
-    assert (patched.json()["roles"], patched.json()["display_name"]) == (["abuse", "noc"], "A. Wong")
+    assert (patched.json()["roles"], patched.json()["display_name"]) == (
+        ["abuse", "noc"],
+        "A. Wong",
+    )
 
     disabled = client.patch(
         f"/api/v1/users/{user['id']}", headers=bearer(admin_token), json={"is_active": False}
     )
     assert disabled.json()["is_active"] is False
-    with pytest.raises(auth.AuthenticationFailed):
+    with pytest.raises(AuthenticationFailed):
         auth.login(runtime, "alice", PASSWORD)
 
     actions = [e.action for e in audit_entries(runtime, "user.create")]
@@ -133,7 +139,7 @@ def test_me_answers_for_the_tokens_owner(client: TestClient, auditor_token: str)
 def test_readers_without_write_permission_see_emails_masked(
     client: TestClient, admin_token: str, auditor_token: str, runtime: Runtime
 ) -> None:
-    with runtime.operation(auth.system_actor("test")) as op:
+    with runtime.operation(system_actor("test")) as op:
         auth.create_user(op, "alice", PASSWORD, ["abuse"], email="alice.wong@example.net")
 
     as_admin = client.get("/api/v1/users", headers=bearer(admin_token)).json()
@@ -357,7 +363,8 @@ def unreachable_client(runtime: Runtime) -> Iterator[TestClient]:
     """An app whose runtime points at a PostgreSQL server that is not there."""
     broken = Runtime(runtime.settings, Database(UNREACHABLE_DB), runtime.signer)
     try:
-        with TestClient(create_app(broken)) as client:
+        # As a real server would: answer the request, don't re-raise into the test.
+        with TestClient(create_app(broken), raise_server_exceptions=False) as client:
             yield client
     finally:
         broken.close()
@@ -390,9 +397,10 @@ def test_an_api_call_while_the_database_is_down_is_a_problem_not_a_crash(
 ) -> None:
     response = unreachable_client.get("/api/v1/users", headers=bearer("hw_abcd1234_x"))
 
-    body = assert_problem(response, response.status_code)
-    assert response.status_code >= 500
-    assert "postgres@127.0.0.1:1" not in json.dumps(body) or "***" in json.dumps(body)
+    body = assert_problem(response, 503, "database-unavailable")
+    assert response.headers["retry-after"] == "30"
+    assert "request id" in body["detail"]
+    assert "127.0.0.1" not in json.dumps(body)  # no driver text or address leaks out
 
 
 def drop_schema(runtime: Runtime, database_target: DatabaseTarget) -> None:
@@ -469,8 +477,14 @@ def test_metrics_are_prometheus_text_with_request_counts_and_audit_entries(
     )
     # Counted under the route template, not the concrete id, and by status.
     user_route = 'method="GET",route="/api/v1/users/{user_id}"'
-    assert metric_value(exposition, "hostwarden_http_requests_total", user_route + ',status="200"') == 1
-    assert metric_value(exposition, "hostwarden_http_requests_total", user_route + ',status="404"') == 1
+    assert (
+        metric_value(exposition, "hostwarden_http_requests_total", user_route + ',status="200"')
+        == 1
+    )
+    assert (
+        metric_value(exposition, "hostwarden_http_requests_total", user_route + ',status="404"')
+        == 1
+    )
     assert "/api/v1/users/999999" not in exposition
     assert "# TYPE hostwarden_audit_entries gauge" in exposition
     assert metric_value(exposition, "hostwarden_audit_entries") == audit.verify(runtime).entries
@@ -515,9 +529,9 @@ def test_a_request_without_an_id_gets_a_fresh_one(client: TestClient) -> None:
     assert first != second
 
 
-@pytest.mark.parametrize("incoming", ["has space", "x" * 65, "semi;colon", "ünïcode"])
+@pytest.mark.parametrize("incoming", ["has space", "x" * 65, "semi;colon", "ünïcode", ""])
 def test_an_unsafe_request_id_is_replaced(client: TestClient, incoming: str) -> None:
-    response = client.get("/healthz", headers={"X-Request-ID": incoming.encode().decode("latin-1")})
+    response = client.get("/healthz", headers={"X-Request-ID": incoming.encode()})
 
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
 

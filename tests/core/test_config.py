@@ -80,13 +80,13 @@ def test_hostwarden_home_in_the_environment_chooses_the_data_directory(
 def test_values_in_the_toml_file_of_the_data_directory_apply(home: Path) -> None:
     write_toml(
         home,
-        'default_locale = "zh-CN"\n[server]\nhost = "0.0.0.0"\nport = 9090\n'
+        'default_locale = "zh-CN"\n[server]\nhost = "192.0.2.10"\nport = 9090\n'
         "[auth]\nlockout_threshold = 3\n",
     )
 
     settings = load_settings(home=home)
 
-    assert settings.server.host == "0.0.0.0"
+    assert settings.server.host == "192.0.2.10"
     assert settings.server.port == 9090
     assert settings.auth.lockout_threshold == 3
     assert settings.default_locale == "zh-CN"
@@ -123,14 +123,14 @@ def test_hostwarden_config_in_the_environment_names_the_file(
 def test_environment_variables_override_the_toml_file_key_by_key(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_toml(home, '[server]\nhost = "0.0.0.0"\nport = 9090\n')
+    write_toml(home, '[server]\nhost = "192.0.2.10"\nport = 9090\n')
     monkeypatch.setenv("HOSTWARDEN_SERVER__PORT", "9191")
     monkeypatch.setenv("HOSTWARDEN_LOGGING__LEVEL", "WARNING")
 
     settings = load_settings(home=home)
 
     assert settings.server.port == 9191
-    assert settings.server.host == "0.0.0.0"  # the file's other key in the section stays
+    assert settings.server.host == "192.0.2.10"  # the file's other key in the section stays
     assert settings.logging.level == "WARNING"
 
 
@@ -190,7 +190,12 @@ def test_an_unknown_key_is_named_as_unknown(home: Path, toml: str, key: str) -> 
     ("env", "value", "key", "form"),
     [
         ("HOSTWARDEN_LOGGING__LEVEL", "LOUD", "logging.level", "'DEBUG', 'INFO'"),
-        ("HOSTWARDEN_AUTH__LOCKOUT_THRESHOLD", "0", "auth.lockout_threshold", "greater than or equal to 1"),
+        (
+            "HOSTWARDEN_AUTH__LOCKOUT_THRESHOLD",
+            "0",
+            "auth.lockout_threshold",
+            "greater than or equal to 1",
+        ),
         ("HOSTWARDEN_SCHEDULER__ENABLED", "perhaps", "scheduler.enabled", "boolean"),
         ("HOSTWARDEN_DEFAULT_LOCALE", "fr", "default_locale", "'en' or 'zh-CN'"),
     ],

@@ -14,15 +14,19 @@ from hostwarden.core.logs import bind_request_id, configure_logging, get_logger
 
 ID_NUMBER = "11010519491231002X"
 PHONE = "13812345678"
+THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler", "alembic")
 
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    """configure_logging changes process-wide state; put it back for the other tests."""
+    loggers = [logging.getLogger(name) for name in (None, *THIRD_PARTY_LOGGERS)]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
 
@@ -90,9 +94,7 @@ def test_personal_data_in_the_message_and_in_fields_is_masked(
 @pytest.mark.parametrize(
     "key", ["password", "token", "secret", "authorization", "cookie", "session", "Password"]
 )
-def test_secret_keys_never_show_their_value(
-    capsys: pytest.CaptureFixture[str], key: str
-) -> None:
+def test_secret_keys_never_show_their_value(capsys: pytest.CaptureFixture[str], key: str) -> None:
     configure_logging("INFO", "json")
 
     get_logger("hostwarden.test").info("login", **{key: "hunter2-very-secret"})

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hostwarden.api.deps import LoginRequired
@@ -74,13 +75,34 @@ def install(app: FastAPI) -> None:
             return error_page(request, exc.status_code, detail, detail)
         return problem(request, exc.status_code, f"http-{exc.status_code}", detail, detail)
 
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The driver's text names hosts and ports: it goes to the log, not to the caller.
+        log.error("database unreachable", path=request.url.path, error=str(exc.orig))
+        response = problem(
+            request,
+            503,
+            "database-unavailable",
+            "Database unavailable",
+            "the database does not answer; try again shortly, and tell the operators "
+            "the request id in this answer.",
+        )
+        response.headers["Retry-After"] = "30"
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
-        return problem(
+        response = problem(
             request,
             500,
             "internal",
             "Internal error",
             "the server failed; the request id in this answer finds the log line.",
         )
+        # Starlette answers this one from its outermost middleware, outside the one that
+        # adds X-Request-ID to every other answer.
+        request_id = getattr(request.state, "request_id", "")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response

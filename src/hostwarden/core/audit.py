@@ -323,7 +323,9 @@ def verify_chain(session: Session, verifier: ChainVerifier, head_file: Path) -> 
         )
         if problem is not None:
             report.problems.append(problem)
-        else:
+        if problem is None or problem.kind != "forged":
+            # A genuine signature covers its entries even when they were rewritten since
+            # (that is reported above); only unsigned tails count as inserted.
             signed_up_to = max(signed_up_to, cp.seq)
     head = read_head_file(head_file)
     if head is not None:
