@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +174,3 @@ def access_rule_of(route: Any) -> AccessRule | None:
             return rule  # type: ignore[no-any-return]
         stack.extend(dep.dependencies)
     return None
-
-
-AsyncDependency = Callable[[Request], Awaitable[Any]]

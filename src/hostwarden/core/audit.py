@@ -36,22 +36,27 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+#: The fields an entry's hash covers, in the v1 payload. ``seq`` is left out on purpose:
+#: order is proven by the links, so a moved row shows up as a broken link rather than as
+#: altered content.
+HASHED_FIELDS = (
+    "ts",
+    "actor",
+    "role",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+)
+
+
 def entry_payload(entry: AuditEntry) -> bytes:
-    """The bytes hashed for an entry. ``seq`` is left out on purpose: order is proven by
-    the links, so a moved row shows up as a broken link rather than as altered content."""
-    body = {
-        "v": 1,
-        "ts": entry.ts,
-        "actor": entry.actor,
-        "role": entry.role,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "before": entry.before,
-        "after": entry.after,
-        "reason": entry.reason,
-        "request_id": entry.request_id,
-    }
+    """The bytes hashed for an entry: canonical JSON of its hashed fields."""
+    body: dict[str, Any] = {"v": 1}
+    body.update((name, getattr(entry, name)) for name in HASHED_FIELDS)
     return canonical_json(body).encode("utf-8")
 
 
@@ -173,7 +178,7 @@ def read_head_file(path: Path) -> dict[str, Any] | None:
 @dataclass
 class Problem:
     seq: int
-    kind: str  # altered | deleted | inserted | reordered | forged | unsigned
+    kind: str  # altered | deleted | inserted | reordered | forged
     message: str
 
 
@@ -355,21 +360,15 @@ def verify(runtime: Runtime) -> VerifyReport:
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "ts": entry.ts,
-        "actor": entry.actor,
-        "role": entry.role,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "before": json.loads(entry.before),
-        "after": json.loads(entry.after),
-        "reason": entry.reason,
-        "request_id": entry.request_id,
-        "prev_hash": entry.prev_hash,
-        "entry_hash": entry.entry_hash,
-    }
+    """An entry for export and display: its hashed fields (before/after decoded), its
+    number and its links, so that a recipient can re-check the chain."""
+    data: dict[str, Any] = {"seq": entry.seq}
+    data.update((name, getattr(entry, name)) for name in HASHED_FIELDS)
+    data["before"] = json.loads(entry.before)
+    data["after"] = json.loads(entry.after)
+    data["prev_hash"] = entry.prev_hash
+    data["entry_hash"] = entry.entry_hash
+    return data
 
 
 def changes(entry: dict[str, Any]) -> list[tuple[str, Any, Any]]:

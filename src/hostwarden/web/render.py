@@ -17,6 +17,7 @@ from hostwarden import __version__
 from hostwarden.api.deps import CSRF_COOKIE, CSRF_FIELD, Principal
 from hostwarden.core.rbac import ROLE_LABELS, Perm, Role
 from hostwarden.web import i18n
+from hostwarden.web.areas import AREAS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE = "hw_lang"
@@ -83,8 +84,6 @@ def render(
     """Render a page in the person's language, carrying the CSRF token for its forms."""
     i18n.set_locale(locale_for(request, principal))
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-    from hostwarden.web.areas import AREAS
-
     html = _env.get_template(template).render(
         request=request,
         me=principal,
