@@ -37,18 +37,44 @@ class Perm(StrEnum):
     USERS_READ = "users:read"
     USERS_WRITE = "users:write"
     AUDIT_READ = "audit:read"
+    #: Customers (masked), inventory, attribution: everyone who works a case needs them.
+    REGISTRY_READ = "registry:read"
+    #: Full ID numbers and phone numbers; every full view is audited.
+    PII_VIEW = "pii:view"
+    CUSTOMERS_WRITE = "customers:write"
+    #: Approve or reject identity verification; accept a number that fails validation.
+    KYC_REVIEW = "kyc:review"
+    COMMITMENTS_PUBLISH = "commitments:publish"
+    PROVISIONING_CHECK = "provisioning:check"
+    INVENTORY_WRITE = "inventory:write"
+    WEBHOOKS_ADMIN = "webhooks:admin"
 
 
-_READ_ALL = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.USERS_READ, Perm.AUDIT_READ}
-_STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN}
+_READ_ALL = {
+    Perm.CONSOLE_VIEW,
+    Perm.ACCOUNT_SELF,
+    Perm.USERS_READ,
+    Perm.AUDIT_READ,
+    Perm.REGISTRY_READ,
+}
+_STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN, Perm.REGISTRY_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset(Perm),
-    Role.SALES: frozenset(_STAFF),
+    Role.SALES: frozenset(
+        _STAFF
+        | {
+            Perm.PII_VIEW,
+            Perm.CUSTOMERS_WRITE,
+            Perm.KYC_REVIEW,
+            Perm.PROVISIONING_CHECK,
+            Perm.INVENTORY_WRITE,
+        }
+    ),
     Role.ABUSE: frozenset(_STAFF),
-    Role.NOC: frozenset(_STAFF),
-    Role.COMPLIANCE: frozenset(_STAFF | {Perm.AUDIT_READ}),
-    Role.LEGAL: frozenset(_STAFF | {Perm.AUDIT_READ}),
+    Role.NOC: frozenset(_STAFF | {Perm.INVENTORY_WRITE}),
+    Role.COMPLIANCE: frozenset(_STAFF | {Perm.AUDIT_READ, Perm.PII_VIEW, Perm.COMMITMENTS_PUBLISH}),
+    Role.LEGAL: frozenset(_STAFF | {Perm.AUDIT_READ, Perm.PII_VIEW, Perm.COMMITMENTS_PUBLISH}),
     # Read-only everywhere: every *:read permission and nothing that changes state,
     # except the person's own password and language.
     Role.AUDITOR: frozenset(_READ_ALL),

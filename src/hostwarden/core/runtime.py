@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from hostwarden.core.config import Settings
 from hostwarden.core.db import Database
 from hostwarden.core.signing import ChainSigner, load_signing_key
+from hostwarden.core.vault import PiiVault, load_vault
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class Runtime:
         self.settings = settings
         self.db = db
         self.signer = signer
+        self._vault: PiiVault | None = None
+
+    @property
+    def vault(self) -> PiiVault:
+        """The PII vault, loaded on first use (most commands never touch personal data)."""
+        if self._vault is None:
+            self._vault = load_vault(self.settings.keys_dir)
+        return self._vault
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:

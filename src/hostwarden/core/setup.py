@@ -14,6 +14,7 @@ from hostwarden.core.models import User
 from hostwarden.core.rbac import Role
 from hostwarden.core.runtime import Runtime, system_actor
 from hostwarden.core.signing import PRIVATE_KEY_FILE, create_signing_key, load_signing_key
+from hostwarden.core.vault import create_vault_key
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def init(settings: Settings, *, admin_username: str = "admin") -> InitResult:
         if created_key
         else load_signing_key(settings.keys_dir)
     )
+    # Added on every run, so data directories made before the vault existed get one.
+    create_vault_key(settings.keys_dir)
     db = Database(settings.database_url)
     try:
         before, after = migrate.upgrade(db.engine)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import hostwarden.core.models  # noqa: F401  (registers the tables)
+import hostwarden.core.models
+import hostwarden.registry.models  # noqa: F401
 from hostwarden.core.db import Base
 
 config = context.config

@@ -1,0 +1,1 @@
+"""The registry: customers and their admission, the inventory, and who held which IP when."""
