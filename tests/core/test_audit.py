@@ -487,3 +487,17 @@ def test_concurrent_appends_leave_a_valid_chain_without_gaps(runtime: Runtime) -
     assert report.checkpoints == total
     head = json.loads(head_file(runtime).read_text(encoding="utf-8"))
     assert head["seq"] == total, "the head file fell behind the newest checkpoint"
+
+
+def test_entries_rolled_back_to_a_savepoint_leave_the_chain_signed_once(
+    runtime: Runtime,
+) -> None:
+    with runtime.operation(system_actor("test")) as op:
+        op.audit("test.kept", "thing", 1)
+    with runtime.operation(system_actor("test")) as op:
+        savepoint = op.session.begin_nested()
+        op.audit("test.dropped", "thing", 2)
+        savepoint.rollback()
+    report = audit.verify(runtime)
+    assert report.ok, report.problems
+    assert report.head_seq == report.entries

@@ -122,6 +122,13 @@ def append(
 def seal(op: Operation) -> None:
     """Sign the chain head at the end of a unit of work that appended entries."""
     seq, head = _head(op.session)
+    signed = op.session.scalar(
+        select(AuditCheckpoint.id).where(AuditCheckpoint.chain == CHAIN, AuditCheckpoint.seq == seq)
+    )
+    if signed is not None:
+        # Every entry of this unit of work was rolled back to a savepoint: the head is
+        # one that is already signed.
+        return
     signed_at = isoformat(utcnow())
     signer = op.runtime.signer
     cp = AuditCheckpoint(
