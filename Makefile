@@ -22,6 +22,7 @@ install: $(VENV)/.installed
 
 ## Create the venv, initialise ./hostwarden-data on first run, serve on 127.0.0.1:8080.
 run: install
+	./scripts/system-deps.sh --runtime
 	$(HW) init
 	$(HW) serve
 

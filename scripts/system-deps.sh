@@ -2,10 +2,18 @@
 # Installs the Debian packages the test suite drives: chromium for the console's browser
 # tests and CJK fonts so Chinese pages render in screenshots. Idempotent and quiet when
 # everything is present.
+#   --runtime   only what `hostwarden serve` needs (used by `make run`): pango for
+#               WeasyPrint's PDFs of commitment letters, CJK fonts for their Chinese text.
+# Without it, also the test tools: chromium, and poppler-utils (pdftotext reads PDFs back).
 set -euo pipefail
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+dpkg -s libpango-1.0-0 >/dev/null 2>&1 || need+=(libpango-1.0-0)
+dpkg -s libpangoft2-1.0-0 >/dev/null 2>&1 || need+=(libpangoft2-1.0-0)
+if [ "${1:-}" != "--runtime" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -21,6 +21,7 @@ ADMIN = frozenset({"admin"})
 READERS = frozenset({"admin", "auditor"})
 AUDIT = frozenset({"admin", "compliance", "legal", "auditor"})
 WRITERS_OF_OWN = ALL - {"auditor"}
+INVENTORY = frozenset({"admin", "sales", "noc"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -29,6 +30,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("GET", "/language"): PUBLIC,
+    # Authenticated by the HMAC signature of the body, not by a token (tests/registry).
+    ("POST", "/api/v1/webhooks/{source}"): PUBLIC,
     ("GET", "/api/v1/users"): READERS,
     ("POST", "/api/v1/users"): ADMIN,
     ("GET", "/api/v1/users/me"): ALL,
@@ -52,7 +55,16 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/account/password"): ALL,
     ("POST", "/account/locale"): ALL,
     ("GET", "/customers"): ALL,
+    ("GET", "/customers/review"): ALL,
+    ("POST", "/customers/review/{request_id}"): frozenset({"admin", "sales"}),
+    ("GET", "/customers/{customer_id}"): ALL,
+    ("POST", "/customers/{customer_id}/reveal"): frozenset(
+        {"admin", "sales", "compliance", "legal"}
+    ),
+    ("POST", "/customers/{customer_id}/provisioning-check"): frozenset({"admin", "sales"}),
+    ("GET", "/customers/{customer_id}/acceptances/{acceptance_id}.pdf"): ALL,
     ("GET", "/inventory"): ALL,
+    ("GET", "/attribution"): ALL,
     ("GET", "/flows"): ALL,
     ("GET", "/detect"): ALL,
     ("GET", "/cases"): ALL,
@@ -61,6 +73,55 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/enforcement"): ALL,
     ("GET", "/legal"): ALL,
     ("GET", "/reports"): ALL,
+    # admission (issue #4): the provisioning gate and the commitment letter
+    ("POST", "/api/v1/provisioning/check"): frozenset({"admin", "sales"}),
+    ("GET", "/api/v1/customers/{customer_id}/provisioning-decisions"): ALL,
+    ("GET", "/api/v1/commitments"): ALL,
+    ("POST", "/api/v1/commitments"): frozenset({"admin", "compliance", "legal"}),
+    ("GET", "/api/v1/commitments/current"): ALL,
+    ("GET", "/api/v1/commitments/{version}"): ALL,
+    ("POST", "/api/v1/customers/{customer_id}/commitment-scans"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/customers/{customer_id}/commitment-acceptances"): frozenset(
+        {"admin", "sales"}
+    ),
+    ("GET", "/api/v1/customers/{customer_id}/commitment-acceptances"): ALL,
+    ("GET", "/api/v1/commitment-acceptances/{acceptance_id}/pdf"): ALL,
+    # admission (issue #4): customers, identity documents, verification, ban-evasion flags
+    ("GET", "/api/v1/customers"): ALL,
+    ("POST", "/api/v1/customers"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/customers/search"): ALL,
+    ("GET", "/api/v1/customers/{customer_id}"): ALL,
+    ("PATCH", "/api/v1/customers/{customer_id}"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/customers/{customer_id}/status"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/customers/{customer_id}/documents"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/customers/{customer_id}/identity-scans"): frozenset({"admin", "sales"}),
+    ("GET", "/api/v1/customers/{customer_id}/pii"): frozenset(
+        {"admin", "sales", "compliance", "legal"}
+    ),
+    ("POST", "/api/v1/customers/{customer_id}/verification"): frozenset({"admin", "sales"}),
+    ("GET", "/api/v1/verification"): ALL,
+    ("POST", "/api/v1/verification/{request_id}/approve"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/verification/{request_id}/reject"): frozenset({"admin", "sales"}),
+    ("GET", "/api/v1/ban-evasion-flags"): ALL,
+    ("POST", "/api/v1/ban-evasion-flags/{flag_id}/resolve"): frozenset({"admin", "sales"}),
+    # inventory and attribution (issue #4): reads REGISTRY_READ, writes INVENTORY_WRITE
+    ("GET", "/api/v1/attribution"): ALL,
+    ("GET", "/api/v1/rooms"): ALL,
+    ("POST", "/api/v1/rooms"): INVENTORY,
+    ("GET", "/api/v1/ip-ranges"): ALL,
+    ("POST", "/api/v1/ip-ranges"): INVENTORY,
+    ("GET", "/api/v1/instances"): ALL,
+    ("POST", "/api/v1/instances"): INVENTORY,
+    ("POST", "/api/v1/instances/{instance_id}/terminate"): INVENTORY,
+    ("GET", "/api/v1/assignments"): ALL,
+    ("POST", "/api/v1/assignments"): INVENTORY,
+    ("POST", "/api/v1/assignments/{assignment_id}/release"): INVENTORY,
+    ("GET", "/api/v1/nat-mappings"): ALL,
+    ("POST", "/api/v1/nat-mappings"): INVENTORY,
+    ("POST", "/api/v1/nat-mappings/{nat_id}/release"): INVENTORY,
+    ("GET", "/api/v1/domains"): ALL,
+    ("POST", "/api/v1/domains"): INVENTORY,
+    ("POST", "/api/v1/domains/{domain_id}/release"): INVENTORY,
 }
 # FastAPI's own documentation routes carry no dependencies; they publish the OpenAPI spec.
 FRAMEWORK_ROUTES = {"/api/v1/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
@@ -77,6 +138,11 @@ def app_routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
 
 
 def concrete(path: str) -> str:
+    path = path.replace("{customer_id}", "999999").replace("{acceptance_id}", "999999")
+    path = path.replace("{version}", "999999")
+    for name in ("{instance_id}", "{assignment_id}", "{nat_id}", "{domain_id}"):
+        path = path.replace(name, "999999")
+    path = path.replace("{request_id}", "999999").replace("{flag_id}", "999999")
     return path.replace("{user_id}", "1").replace("{token_id}", "999999")
 
 

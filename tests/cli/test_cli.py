@@ -181,3 +181,25 @@ def test_db_upgrade_is_idempotent(ready: dict[str, str]) -> None:
     assert code == 0 and "already at" in out
     code, out, _ = hw("db", "status")
     assert code == 0
+
+
+def test_usage_mistakes_get_typers_usage_message(ready: dict[str, str]) -> None:
+    proc = hw_process(ready, "user", "add", "bob")
+    assert proc.returncode == 2
+    assert "Missing option '--role'" in proc.stderr or "Missing parameter" in proc.stderr
+    assert "unexpected failure" not in proc.stderr
+
+
+def test_an_unexpected_failure_is_one_line_with_the_way_to_the_traceback(
+    ready: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hostwarden.core import auth
+
+    def broken(_session: object) -> list[object]:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(auth, "list_users", broken)
+    code, _, err = hw("user", "list")
+    assert code == 2
+    assert "unexpected failure: KeyError" in err
+    assert "HOSTWARDEN_DEBUG=1" in err

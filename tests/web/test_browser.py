@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from hostwarden.api.app import create_app
-from hostwarden.core.runtime import Runtime
 from tests.conftest import Initialised
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def server(runtime: Runtime) -> Iterator[str]:
-    """The app served by uvicorn on a loopback port, as `hostwarden serve` does."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(runtime), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the console did not start within 15 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -82,12 +48,13 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
 
 
 def test_admin_signs_in_creates_a_user_and_sees_it_in_the_audit_trail(
-    server: str, initialised: Initialised, browser_page: object
+    live_server: str, initialised: Initialised, browser_page: object
 ) -> None:
     from playwright.sync_api import Page, expect
 
     page = browser_page
     assert isinstance(page, Page)
+    server = live_server
     page.goto(f"{server}/users")
     expect(page).to_have_url(f"{server}/login?next=/users")
     page.fill("input[name=username]", "admin")

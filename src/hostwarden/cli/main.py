@@ -36,6 +36,7 @@ from hostwarden.core.setup import init as init_home
 from hostwarden.core.setup import is_initialised
 from hostwarden.core.timeutil import isoformat, parse_time
 from hostwarden.errors import HostwardenError
+from hostwarden.registry import cli_admission, cli_bulk, cli_customers, cli_inventory, cli_webhooks
 
 app = typer.Typer(
     name="hostwarden",
@@ -55,6 +56,15 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(scheduler_cli.app, name="scheduler")
+app.add_typer(cli_admission.provisioning_app, name="provisioning")
+app.add_typer(cli_admission.commitment_app, name="commitment")
+app.add_typer(cli_customers.registry_app, name="registry")
+app.add_typer(cli_customers.customer_app, name="customer")
+app.add_typer(cli_inventory.inventory_app, name="inventory")
+app.add_typer(cli_webhooks.app, name="webhook")
+app.command("import")(cli_bulk.import_command)
+app.command("export")(cli_bulk.export_command)
+app.command("attribute")(cli_inventory.attribute_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
@@ -431,6 +441,15 @@ def audit_export(
     err.print(f"{written} entries written to {output}.")
 
 
+# Typer's own usage errors, exits and aborts travel as exceptions and must reach its main
+# loop; it vendors click, so the common base is found from a public class rather than
+# imported from a private module.
+_CLICK_EXCEPTION: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+_CLI_FLOW: tuple[type[Exception], ...] = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
+
+
 class _Group(TyperGroup):
     """Turns the errors an operator can cause into one line on stderr and exit 1, for
     every command (and for CliRunner in tests, which never goes through main())."""
@@ -452,6 +471,15 @@ class _Group(TyperGroup):
                 f"[red]error:[/red] database error: {exc.__class__.__name__}: "
                 f"{escape(str(exc))}. If the schema is old, run `hostwarden db upgrade`."
             )
+        except _CLI_FLOW:
+            raise
+        except Exception as exc:  # a bug: still one line, and the way to the traceback
+            err.print(
+                f"[red]error:[/red] unexpected failure: {exc.__class__.__name__}: "
+                f"{escape(str(exc))}. Run again with HOSTWARDEN_DEBUG=1 for the traceback "
+                "and report it."
+            )
+            raise typer.Exit(2) from None
         raise typer.Exit(1)
 
 

@@ -31,9 +31,14 @@ class Importer(Protocol):
     stored data. ``apply`` upserts by external id (or another natural key), so importing
     the same file twice changes nothing the second time."""
 
-    kind: str
-    columns: Sequence[str]
-    required: Sequence[str]
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    @property
+    def required(self) -> Sequence[str]: ...
 
     def parse(self, row: dict[str, str]) -> Any: ...
 

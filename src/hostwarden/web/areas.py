@@ -23,7 +23,8 @@ AREAS: tuple[Area, ...] = (
     Area(
         "customers",
         N_("Customers & KYC"),
-        Perm.CONSOLE_VIEW,
+        Perm.REGISTRY_READ,
+        ready=True,
         issue="#4",
         coming=(
             N_("Identity verification with resident ID and unified social credit code checks"),
@@ -34,7 +35,8 @@ AREAS: tuple[Area, ...] = (
     Area(
         "inventory",
         N_("Inventory"),
-        Perm.CONSOLE_VIEW,
+        Perm.REGISTRY_READ,
+        ready=True,
         issue="#4",
         coming=(
             N_("Machine rooms, IP ranges and instances"),

@@ -296,6 +296,8 @@ def _area_view(area: Area) -> Callable[..., Awaitable[HTMLResponse]]:
 
 
 for _area in AREAS:
+    if _area.ready:
+        continue  # a built area's own package serves its pages
     router.add_api_route(
         f"/{_area.slug}", _area_view(_area), methods=["GET"], response_class=HTMLResponse
     )
