@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hostwarden.core.models import ApiToken, User, WebSession
@@ -159,6 +161,7 @@ def update_user(
     op.audit(action, "user", user.id, before=before, after=after, reason=reason)
     if not user.is_active:
         _end_sessions(op.session, user.id)
+    op.runtime.token_cache.clear()
     return user
 
 
@@ -187,6 +190,7 @@ def set_password(op: Operation, user_id: int, password: str, *, reason: str = ""
     user.failed_logins = 0
     user.locked_until = None
     _end_sessions(op.session, user.id)
+    op.runtime.token_cache.clear()
     op.audit("user.password_set", "user", user.id, reason=reason)
     return user
 
@@ -423,6 +427,7 @@ def revoke_token(op: Operation, token_id: int, *, reason: str = "") -> ApiToken:
     if token.revoked_at is None:
         before = token_summary(token)
         token.revoked_at = utcnow()
+        op.runtime.token_cache.clear()
         op.audit(
             "token.revoke",
             "api_token",
@@ -441,10 +446,47 @@ class TokenIdentity:
     username: str
     roles: tuple[str, ...]
     locale: str
+    expires_at: datetime
+
+
+#: How long a resolved token is trusted without asking the database again. Changes made in
+#: this process (revocation, disabling the user, new roles, new password) clear it at once;
+#: another process sees them within this many seconds.
+TOKEN_CACHE_SECONDS = 2.0
+
+
+class TokenCache:
+    """Resolved bearer tokens of one runtime, keyed by the token's hash.
+
+    Every API call authenticates; asking the database each time costs more than the
+    attribution lookup it guards, so answers are kept for TOKEN_CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, TokenIdentity]] = {}
+
+    def get(self, key: str) -> TokenIdentity | None:
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None or time.monotonic() - found[0] > TOKEN_CACHE_SECONDS:
+            return None
+        return found[1]
+
+    def put(self, key: str, identity: TokenIdentity) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:  # bounded: tokens are few, junk is not kept
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), identity)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 def resolve_token(runtime: Runtime, secret: str) -> TokenIdentity:
-    """Find the live token for a bearer secret or raise AuthenticationFailed."""
+    """Find the live token for a bearer secret or raise AuthenticationFailed. Every API
+    call passes here, so it only reads (and may answer from the short cache); the
+    last-use time is written at most once a minute, in a transaction of its own."""
     bad = AuthenticationFailed(
         "the API token is unknown, revoked or expired.",
         hint="Create a new one with `hostwarden token create`.",
@@ -452,18 +494,64 @@ def resolve_token(runtime: Runtime, secret: str) -> TokenIdentity:
     parts = secret.split("_")
     if not secret.startswith(TOKEN_PREFIX) or len(parts) < 3:
         raise bad
-    with runtime.db.session() as session:
-        token = session.scalar(select(ApiToken).where(ApiToken.prefix == parts[1]))
-        if token is None or not hmac.compare_digest(token.token_hash, hash_secret(secret)):
+    key = hash_secret(secret)
+    now = utcnow()
+    cached = runtime.token_cache.get(key)
+    if cached is not None:
+        if cached.expires_at <= now:
             raise bad
-        now = utcnow()
-        if token.revoked_at is not None or as_utc(token.expires_at) <= now:
-            raise bad
-        if not token.user.is_active:
-            raise bad
-        # Usage bookkeeping, not a state change worth an audit entry; at most once a minute.
-        if token.last_used_at is None or now - as_utc(token.last_used_at) > timedelta(minutes=1):
-            token.last_used_at = now
-        user_roles = set(token.user.role_list)
-        roles = tuple(r for r in token.role_list if r in user_roles)
-        return TokenIdentity(token.id, token.user_id, token.user.username, roles, token.user.locale)
+        return cached
+    with runtime.reading() as session:
+        row = session.execute(
+            select(
+                ApiToken.id,
+                ApiToken.token_hash,
+                ApiToken.roles,
+                ApiToken.expires_at,
+                ApiToken.revoked_at,
+                ApiToken.last_used_at,
+                User.id,
+                User.username,
+                User.roles,
+                User.locale,
+                User.is_active,
+            )
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.prefix == parts[1])
+        ).first()
+    if row is None:
+        raise bad
+    (
+        token_id,
+        token_hash,
+        token_roles,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        user_id,
+        username,
+        user_roles,
+        locale,
+        is_active,
+    ) = row
+    if not hmac.compare_digest(token_hash, key):
+        raise bad
+    if revoked_at is not None or as_utc(expires_at) <= now or not is_active:
+        raise bad
+    held = set(user_roles.split(","))
+    identity = TokenIdentity(
+        token_id,
+        user_id,
+        username,
+        tuple(r for r in token_roles.split(",") if r and r in held),
+        locale,
+        as_utc(expires_at),
+    )
+    runtime.token_cache.put(key, identity)
+    if last_used_at is None or now - as_utc(last_used_at) > timedelta(minutes=1):
+        # Usage bookkeeping, not a state change worth an audit entry.
+        with runtime.db.session() as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
+    return identity

@@ -46,6 +46,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
+#: Execution option marking connections of sessions that only read.
+READ_ONLY_OPTION = "hostwarden_read_only"
+
+
 class DatabaseUnavailable(HostwardenError):
     code = "database-unavailable"
     title = "Database unavailable"
@@ -68,8 +72,12 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # BEGIN IMMEDIATE takes the write lock at the start, so a transaction that reads
         # and then writes (the audit chain head, for one) cannot fail half-way with
-        # SQLITE_BUSY_SNAPSHOT when another thread committed in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # SQLITE_BUSY_SNAPSHOT when another thread committed in between. Sessions opened
+        # for reading only take no lock, so readers never queue behind a writer (WAL).
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -87,13 +95,17 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def new_session(self) -> Session:
-        return self._sessions()
+    def read_session(self) -> Session:
+        """A session that must only read: on SQLite it takes no write lock."""
+        return self._read_sessions()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

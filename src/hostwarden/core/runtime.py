@@ -46,6 +46,9 @@ class Runtime:
         self.db = db
         self.signer = signer
         self._vault: PiiVault | None = None
+        from hostwarden.core.auth import TokenCache
+
+        self.token_cache = TokenCache()
 
     @property
     def vault(self) -> PiiVault:
@@ -76,7 +79,7 @@ class Runtime:
     def reading(self) -> Iterator[Session]:
         """A session for reading: never committed. Closing it (which rolls back) keeps the
         loaded objects usable, detached, for rendering after the block."""
-        session = self.db.new_session()
+        session = self.db.read_session()
         try:
             yield session
         finally:
