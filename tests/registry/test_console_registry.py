@@ -3,24 +3,18 @@ IP history, attribution search; and in a real browser, an approval that opens th
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from hostwarden.core import audit
 from hostwarden.core.runtime import Runtime, system_actor
 from hostwarden.registry import commitments, customers, inventory, verification
-from tests.conftest import make_user
+from tests.conftest import ARTIFACTS, make_user
 from tests.web.test_console import HTML, sign_in
 
 PASSWORD = "reviewer-password-1"
 ID_NUMBER = "11010519491231002X"
 PHONE = "13812345678"
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def admitted_but_unverified(runtime: Runtime) -> tuple[int, int]:
@@ -156,44 +150,14 @@ def test_attribution_search_answers_for_the_moment_asked(
     assert 'role="alert"' in naive.text
 
 
-@pytest.fixture
-def browser(request: pytest.FixtureRequest) -> Iterator[object]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = instance.new_page(locale="en-US")
-        try:
-            yield page
-        finally:
-            report = getattr(request.node, "rep_call", None)
-            if report is not None and report.failed:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-            instance.close()
-
-
 @pytest.mark.browser
 def test_in_a_browser_a_reviewer_approves_a_pending_customer_and_the_gate_flips(
-    live_server: str, runtime: Runtime, sales: str, browser: object
+    live_server: str, runtime: Runtime, sales: str, browser_page: object
 ) -> None:
     from playwright.sync_api import Page, expect
 
     customer_id, _ = admitted_but_unverified(runtime)
-    page = browser
+    page = browser_page
     assert isinstance(page, Page)
     page.goto(f"{live_server}/customers/review")
     page.fill("input[name=username]", sales)

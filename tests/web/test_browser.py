@@ -2,49 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import Initialised
+from tests.conftest import ARTIFACTS, Initialised
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium first")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(locale="en-US")
-        try:
-            yield page
-        finally:
-            failed = getattr(request.node, "rep_call", None)
-            if failed is not None and failed.failed:
-                ARTIFACTS.mkdir(exist_ok=True)
-                shot = ARTIFACTS / f"{request.node.name}.png"
-                page.screenshot(path=str(shot), full_page=True)
-                print(f"screenshot of the failure: {shot}")
-            browser.close()
 
 
 def test_admin_signs_in_creates_a_user_and_sees_it_in_the_audit_trail(

@@ -19,6 +19,8 @@ from hostwarden import __version__
 from hostwarden.cli import scheduler as scheduler_cli
 from hostwarden.cli.common import (
     CliState,
+    JsonOpt,
+    ReasonOpt,
     err,
     operator,
     out,
@@ -65,9 +67,6 @@ app.add_typer(cli_webhooks.app, name="webhook")
 app.command("import")(cli_bulk.import_command)
 app.command("export")(cli_bulk.export_command)
 app.command("attribute")(cli_inventory.attribute_command)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
 
 
 @app.callback()

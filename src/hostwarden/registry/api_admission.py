@@ -7,7 +7,8 @@ from fastapi.responses import Response
 
 from hostwarden.api.deps import Principal, require, runtime_of
 from hostwarden.core.rbac import Perm
-from hostwarden.registry import commitments, gate, scans
+from hostwarden.registry import commitments, gate
+from hostwarden.registry.api_customers import store_upload
 from hostwarden.registry.commitments import LetterText
 from hostwarden.registry.schemas_admission import (
     AcceptanceCreate,
@@ -104,12 +105,7 @@ def upload_signed_letter(
     who: Principal = require(Perm.CUSTOMERS_WRITE),
 ) -> ScanOut:
     """Keep the scan of a paper letter the customer signed; accept with its id next."""
-    data = file.file.read(scans.MAX_SCAN_BYTES + 1)
-    with runtime_of(request).operation(who.actor()) as op:
-        scan = scans.store_scan(
-            op, customer_id, "commitment", file.filename or "", data, reason=reason
-        )
-        return ScanOut.of(scan)
+    return store_upload(request, who, customer_id, "commitment", file, reason)
 
 
 @letters.post("/customers/{customer_id}/commitment-acceptances", status_code=201)

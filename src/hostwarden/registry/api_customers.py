@@ -129,6 +129,22 @@ def add_document(
         return DocumentOut.of(document)
 
 
+def store_upload(
+    request: Request,
+    who: Principal,
+    customer_id: int,
+    purpose: str,
+    file: UploadFile,
+    reason: str,
+) -> ScanOut:
+    """Keep an uploaded scan; one byte past the limit is read so that an oversized file is
+    refused by the size check instead of being cut short."""
+    data = file.file.read(scans.MAX_SCAN_BYTES + 1)
+    with runtime_of(request).operation(who.actor()) as op:
+        scan = scans.store_scan(op, customer_id, purpose, file.filename or "", data, reason=reason)
+        return ScanOut.of(scan)
+
+
 @customers_router.post("/{customer_id}/identity-scans", status_code=201)
 def upload_identity_scan(
     customer_id: int,
@@ -137,12 +153,7 @@ def upload_identity_scan(
     reason: str = Form(""),
     who: Principal = require(Perm.CUSTOMERS_WRITE),
 ) -> ScanOut:
-    data = file.file.read(scans.MAX_SCAN_BYTES + 1)
-    with runtime_of(request).operation(who.actor()) as op:
-        scan = scans.store_scan(
-            op, customer_id, "identity", file.filename or "", data, reason=reason
-        )
-        return ScanOut.of(scan)
+    return store_upload(request, who, customer_id, "identity", file, reason)
 
 
 @customers_router.get("/{customer_id}/pii")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hostwarden.cli.common import err, operator, out, print_json, state, table
+from hostwarden.cli.common import JsonOpt, ReasonOpt, err, operator, out, print_json, state, table
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
 from hostwarden.registry import commitments, gate, scans
@@ -24,8 +24,6 @@ commitment_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
 CustomerArg = Annotated[
     str,
     typer.Argument(help="hostwarden's customer id (digits) or the billing system's external id."),

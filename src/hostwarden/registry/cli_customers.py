@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hostwarden.cli.common import operator, out, print_json, state, table
+from hostwarden.cli.common import JsonOpt, ReasonOpt, operator, out, print_json, state, table
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
 from hostwarden.registry import customers, identity, scans, verification
@@ -27,8 +27,6 @@ customer_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
 NeededReason = Annotated[str, typer.Option("--reason", help="Why (required; audited).")]
 TYPES_HELP = ", ".join(t.value for t in identity.DocType)
 

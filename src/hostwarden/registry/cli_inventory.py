@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from hostwarden.cli.common import err, operator, out, print_json, state, table
+from hostwarden.cli.common import JsonOpt, ReasonOpt, err, operator, out, print_json, state, table
 from hostwarden.core.timeutil import isoformat
 from hostwarden.registry import attribution, inventory
 from hostwarden.registry.schemas_inventory import (
@@ -35,8 +35,6 @@ inventory_app.add_typer(instance_app, name="instance")
 inventory_app.add_typer(nat_app, name="nat")
 inventory_app.add_typer(domain_app, name="domain")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
 FromOpt = Annotated[
     str | None,
     typer.Option("--from", help="Start, ISO 8601 with zone (e.g. …T10:00:00+08:00); default now."),

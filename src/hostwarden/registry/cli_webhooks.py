@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from hostwarden.cli.common import operator, out, print_json, state, table
+from hostwarden.cli.common import JsonOpt, ReasonOpt, operator, out, print_json, state, table
 from hostwarden.core.timeutil import isoformat
 from hostwarden.registry import webhooks
 
 app = typer.Typer(
     help="Change-feed sources (billing, panels) and their secrets.", no_args_is_help=True
 )
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit trail.")]
 
 
 @app.command("source-add")
@@ -47,7 +44,7 @@ def source_disable(ctx: typer.Context, name: str, reason: ReasonOpt = "") -> Non
 @app.command("source-list")
 def source_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List sources (never their secrets)."""
     runtime = state(ctx).runtime()

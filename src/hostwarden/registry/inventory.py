@@ -20,7 +20,7 @@ Rules for IP assignments (CIDR prefixes either nest or are disjoint):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -692,29 +692,50 @@ def create_nat(
     return row
 
 
+def _end_interval(
+    op: Operation,
+    row: NatMapping | Domain,
+    at: datetime | str | None,
+    *,
+    label: str,
+    summary: Callable[[Any], dict[str, Any]],
+    object_type: str,
+    reason: str,
+) -> None:
+    """Close a current interval at ``at`` (default now); the row and its history stay."""
+    when = utcnow() if at is None else aware_time(at, "at")
+    if row.valid_to is not None:
+        raise Conflict(f"{label} has already ended.", hint="Nothing to do.")
+    if as_utc(row.valid_from) >= when:
+        raise Conflict(
+            f"{label} begins at or after {isoformat(when)}.", hint="Give a later end time."
+        )
+    before = summary(row)
+    row.valid_to = when
+    op.audit(
+        f"{object_type}.close",
+        object_type,
+        row.id,
+        before=before,
+        after=summary(row),
+        reason=reason,
+    )
+
+
 def release_nat(
     op: Operation, nat_id: int, *, at: datetime | str | None = None, reason: str = ""
 ) -> NatMapping:
-    when = utcnow() if at is None else aware_time(at, "at")
     _begin_write(op)
     row = op.session.get(NatMapping, nat_id)
     if row is None:
         raise NotFound(f"no NAT mapping with id {nat_id}.", hint="List NAT mappings to find it.")
-    if row.valid_to is not None:
-        raise Conflict(f"{_describe_nat(row)} has already ended.", hint="Nothing to do.")
-    if as_utc(row.valid_from) >= when:
-        raise Conflict(
-            f"{_describe_nat(row)} begins at or after {isoformat(when)}.",
-            hint="Give a later end time.",
-        )
-    before = nat_summary(row)
-    row.valid_to = when
-    op.audit(
-        "nat_mapping.close",
-        "nat_mapping",
-        row.id,
-        before=before,
-        after=nat_summary(row),
+    _end_interval(
+        op,
+        row,
+        at,
+        label=_describe_nat(row),
+        summary=nat_summary,
+        object_type="nat_mapping",
         reason=reason,
     )
     return row
@@ -809,22 +830,18 @@ def create_domain(
 def release_domain(
     op: Operation, domain_id: int, *, at: datetime | str | None = None, reason: str = ""
 ) -> Domain:
-    when = utcnow() if at is None else aware_time(at, "at")
     _begin_write(op)
     row = op.session.get(Domain, domain_id)
     if row is None:
         raise NotFound(f"no domain record with id {domain_id}.", hint="List domains to find it.")
-    if row.valid_to is not None:
-        raise Conflict(f"domain record #{domain_id} has already ended.", hint="Nothing to do.")
-    if as_utc(row.valid_from) >= when:
-        raise Conflict(
-            f"domain record #{domain_id} begins at or after {isoformat(when)}.",
-            hint="Give a later end time.",
-        )
-    before = domain_summary(row)
-    row.valid_to = when
-    op.audit(
-        "domain.close", "domain", row.id, before=before, after=domain_summary(row), reason=reason
+    _end_interval(
+        op,
+        row,
+        at,
+        label=f"domain record #{domain_id}",
+        summary=domain_summary,
+        object_type="domain",
+        reason=reason,
     )
     return row
 
