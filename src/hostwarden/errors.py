@@ -41,6 +41,12 @@ class NotFound(HostwardenError):
     status = 404
 
 
+class TooLarge(HostwardenError):
+    code = "too-large"
+    title = "Request too large"
+    status = 413
+
+
 class Conflict(HostwardenError):
     code = "conflict"
     title = "Conflicts with stored data"

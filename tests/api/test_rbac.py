@@ -98,6 +98,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/customers/{customer_id}/pii"): frozenset(
         {"admin", "sales", "compliance", "legal"}
     ),
+    ("GET", "/api/v1/customers/{customer_id}/identity-scans/{scan_id}"): frozenset(
+        {"admin", "sales", "compliance", "legal"}
+    ),
     ("POST", "/api/v1/customers/{customer_id}/verification"): frozenset({"admin", "sales"}),
     ("GET", "/api/v1/verification"): ALL,
     ("POST", "/api/v1/verification/{request_id}/approve"): frozenset({"admin", "sales"}),
@@ -122,6 +125,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/domains"): ALL,
     ("POST", "/api/v1/domains"): INVENTORY,
     ("POST", "/api/v1/domains/{domain_id}/release"): INVENTORY,
+    # bulk import and export (issue #4): customers need customers:write both ways (an
+    # export holds e-mail addresses in full); inventory as its single-record routes
+    ("POST", "/api/v1/registry/import/customers"): frozenset({"admin", "sales"}),
+    ("POST", "/api/v1/registry/import/ranges"): INVENTORY,
+    ("POST", "/api/v1/registry/import/instances"): INVENTORY,
+    ("POST", "/api/v1/registry/import/assignments"): INVENTORY,
+    ("POST", "/api/v1/registry/import/{kind}"): ALL,  # answers an unknown kind with the list
+    ("GET", "/api/v1/registry/export/customers"): frozenset({"admin", "sales"}),
+    ("GET", "/api/v1/registry/export/ranges"): ALL,
+    ("GET", "/api/v1/registry/export/instances"): ALL,
+    ("GET", "/api/v1/registry/export/assignments"): ALL,
+    ("GET", "/api/v1/registry/export/{kind}"): ALL,
 }
 # FastAPI's own documentation routes carry no dependencies; they publish the OpenAPI spec.
 FRAMEWORK_ROUTES = {"/api/v1/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
@@ -139,7 +154,8 @@ def app_routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
 
 def concrete(path: str) -> str:
     path = path.replace("{customer_id}", "999999").replace("{acceptance_id}", "999999")
-    path = path.replace("{version}", "999999")
+    path = path.replace("{version}", "999999").replace("{scan_id}", "999999")
+    path = path.replace("{kind}", "planets")
     for name in ("{instance_id}", "{assignment_id}", "{nat_id}", "{domain_id}"):
         path = path.replace(name, "999999")
     path = path.replace("{request_id}", "999999").replace("{flag_id}", "999999")

@@ -54,6 +54,8 @@ def test_without_file_or_environment_the_defaults_apply(home: Path) -> None:
     assert settings.logging.format == "json"
     assert settings.default_locale == "en"
     assert settings.scheduler.enabled is True
+    assert settings.scheduler.job_runs_keep_days == 90
+    assert settings.registry.four_eyes_verification is True
 
 
 def test_the_default_data_directory_is_hostwarden_data_in_the_working_directory(
@@ -197,6 +199,18 @@ def test_an_unknown_key_is_named_as_unknown(home: Path, toml: str, key: str) -> 
             "greater than or equal to 1",
         ),
         ("HOSTWARDEN_SCHEDULER__ENABLED", "perhaps", "scheduler.enabled", "boolean"),
+        (
+            "HOSTWARDEN_SCHEDULER__JOB_RUNS_KEEP_DAYS",
+            "0",
+            "scheduler.job_runs_keep_days",
+            "greater than or equal to 1",
+        ),
+        (
+            "HOSTWARDEN_REGISTRY__FOUR_EYES_VERIFICATION",
+            "perhaps",
+            "registry.four_eyes_verification",
+            "boolean",
+        ),
         ("HOSTWARDEN_DEFAULT_LOCALE", "fr", "default_locale", "'en' or 'zh-CN'"),
     ],
 )
@@ -276,7 +290,7 @@ def test_public_view_shows_the_embedded_sqlite_path_and_the_resolved_home(home: 
 
     assert view["home"] == str(home.resolve())
     assert view["database"]["url"] == f"sqlite:///{home.resolve() / 'hostwarden.db'}"
-    assert view["server"] == {"host": "127.0.0.1", "port": 8080}
+    assert view["server"] == {"host": "127.0.0.1", "port": 8080, "import_max_mb": 20}
 
 
 def test_a_database_url_that_cannot_be_parsed_is_never_shown() -> None:

@@ -348,3 +348,35 @@ def test_a_scheduler_process_stops_cleanly_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=WAIT_SECONDS)
+
+
+def test_a_job_is_due_one_interval_after_its_last_run_by_any_leader(
+    fast: Runtime, schedulers: list[Scheduler]
+) -> None:
+    """A daily job must not wait a full day after every leader restart: a job that never
+    ran, or whose last run is older than its interval, runs at once; one that ran
+    recently waits for the rest of its interval."""
+    from datetime import timedelta
+
+    from hostwarden.core.timeutil import utcnow
+
+    with fast.db.session() as session:
+        long_ago = utcnow() - timedelta(days=2)
+        session.add(JobRun(job="test.overdue", runner="old", started_at=long_ago, status="ok"))
+        session.add(JobRun(job="test.recent", runner="old", started_at=utcnow(), status="ok"))
+    day = 24 * 3600.0
+    scheduler = Scheduler(
+        fast,
+        jobs=[
+            JobSpec("test.overdue", tick, day),
+            JobSpec("test.recent", tick, day),
+            JobSpec("test.new", tick, day),
+        ],
+        runner="restarted",
+    )
+    schedulers.append(scheduler)
+    scheduler.start()
+    wait_for("the overdue daily job", lambda: finished(fast, "test.overdue", "ok")[1:])
+    wait_for("the never-run daily job", lambda: finished(fast, "test.new", "ok"))
+    time.sleep(0.5)
+    assert [r.runner for r in runs(fast, "test.recent")] == ["old"], "not due for a day"

@@ -22,6 +22,12 @@ def actor(role: str) -> Actor:
     return Actor(f"{role}-person", (role,), new_request_id())
 
 
+def second_reviewer() -> Actor:
+    """A kyc:review holder who neither admitted the customer nor asked for the
+    verification: the second pair of eyes an approval needs."""
+    return Actor("second-reviewer", ("sales",), new_request_id())
+
+
 def count(runtime: Runtime, model: type[Base]) -> int:
     with runtime.reading() as session:
         return session.scalar(select(func.count()).select_from(model)) or 0

@@ -417,3 +417,140 @@ def test_inventory_api_creates_lists_and_releases(
         assert listed.status_code == 200 and len(listed.json()) == 1, path
     ended = client.post(f"/api/v1/instances/{vps.json()['id']}/terminate", headers=headers)
     assert ended.status_code == 200 and ended.json()["status"] == "terminated"
+
+
+def test_api_lookups_on_a_current_and_a_stale_index_agree_and_see_changes(
+    client: TestClient, admin_token: str, runtime: Runtime, world: dict[str, int]
+) -> None:
+    """The route answers on the event loop while the index is current and in a worker
+    thread when it must be checked or rebuilt; both paths give the same answer, and a
+    change committed meanwhile is seen by the next request."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    query = {"ip": "203.0.113.7", "at": "2026-06-01T00:00:00Z"}
+    cold = client.get("/api/v1/attribution", params=query, headers=headers)
+    assert cold.status_code == 200, cold.text
+    assert attribution.index_is_current(runtime)
+    warm = client.get("/api/v1/attribution", params=query, headers=headers)
+    assert warm.json() == cold.json()
+    assert warm.json()["customer_id"] == world["bob"]
+    with runtime.operation(ACTOR) as op:
+        inventory.assign(
+            op, "203.0.113.7", world["alice"], valid_from="2026-05-01T00:00:00Z", reassign=True
+        )
+    assert not attribution.index_is_current(runtime), "a local commit marks the index stale"
+    moved = client.get("/api/v1/attribution", params=query, headers=headers)
+    assert moved.json()["customer_id"] == world["alice"]
+    assert moved.json()["assignment"]["valid_from"] == "2026-05-01T00:00:00.000000Z"
+
+
+def test_a_revoked_token_is_refused_at_once_on_the_cached_path(
+    client: TestClient, admin_token: str, world: dict[str, int]
+) -> None:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    made = client.post("/api/v1/tokens", json={"name": "short", "days": 1}, headers=headers)
+    assert made.status_code == 201, made.text
+    own = {"Authorization": f"Bearer {made.json()['token']}"}
+    query = {"ip": "203.0.113.7", "at": "2026-06-01T00:00:00Z"}
+    assert client.get("/api/v1/attribution", params=query, headers=own).status_code == 200
+    assert client.get("/api/v1/attribution", params=query, headers=own).status_code == 200
+    revoked = client.delete(f"/api/v1/tokens/{made.json()['id']}", headers=headers)
+    assert revoked.status_code == 200, revoked.text
+    refused = client.get("/api/v1/attribution", params=query, headers=own)
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["detail"]
+
+
+def test_warming_builds_the_index_and_a_failure_is_logged_not_raised(
+    runtime: Runtime, world: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    assert not attribution.index_is_current(runtime)
+    with capture_logs() as logs:
+        attribution.warm(runtime)
+    assert attribution.index_is_current(runtime)
+    assert [e["assignments"] for e in logs if e["event"] == "attribution.warm"] == [6]
+
+    def broken(session: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(attribution, "build_index", broken)
+    with runtime.operation(ACTOR) as op:  # a change, so the next build is due
+        inventory.assign(op, "203.0.113.99", world["bob"], valid_from="2026-01-01T00:00Z")
+    with capture_logs() as logs:
+        attribution.warm(runtime)  # must not raise
+    failed = [e for e in logs if e["event"] == "attribution.warm_failed"]
+    assert failed and failed[0]["detail"] == "disk on fire"
+
+
+def test_lookups_answer_from_the_previous_index_while_another_thread_rebuilds(
+    runtime: Runtime, settings: Settings, world: dict[str, int]
+) -> None:
+    """A rebuild takes seconds on a large registry: other threads keep answering from the
+    snapshot they have, except after a change committed in this process, which they wait
+    for (read-your-writes)."""
+    import threading
+
+    first = attribution.current_index(runtime, check=True)
+    holder = attribution._holder(runtime)
+    # Another process changes the registry; this process will notice on its next check.
+    other = Runtime.open(settings)
+    try:
+        with other.operation(ACTOR) as op:
+            inventory.assign(op, "203.0.113.50", world["bob"], valid_from="2026-01-01T00:00Z")
+    finally:
+        other.close()
+    holder.checked_at = 0.0  # the refresh interval has passed
+    holder.lock.acquire()  # as if a rebuild were running in another thread
+    try:
+        assert attribution.current_index(runtime) is first, "does not queue behind it"
+        # A change committed here: the next lookup must wait for an index holding it.
+        with runtime.operation(ACTOR) as op:
+            inventory.assign(op, "203.0.113.51", world["bob"], valid_from="2026-01-01T00:00Z")
+        got: list[attribution.AttributionIndex] = []
+        waiter = threading.Thread(target=lambda: got.append(attribution.current_index(runtime)))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive(), "waits for the rebuild instead of answering stale"
+    finally:
+        holder.lock.release()
+    waiter.join(10)
+    assert got and got[0].generation > first.generation
+    found = attribution.attribute(runtime, "203.0.113.51", "2026-06-01T00:00:00Z", index=got[0])
+    assert found is not None and found.customer_id == world["bob"]
+    assert attribution.attribute(runtime, "203.0.113.50", "2026-06-01T00:00:00Z") is not None
+
+
+def test_keeping_warm_picks_up_changes_made_elsewhere_without_a_lookup(
+    runtime: Runtime, settings: Settings, world: dict[str, int]
+) -> None:
+    import threading
+    import time
+
+    stop = threading.Event()
+    keeper = threading.Thread(target=attribution.keep_warm, args=(runtime, stop), daemon=True)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not attribution.index_is_current(runtime) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = attribution._holder(runtime).index
+        assert first is not None
+        other = Runtime.open(settings)
+        try:
+            with other.operation(ACTOR) as op:
+                inventory.assign(op, "203.0.113.60", world["bob"], valid_from="2026-01-01T00:00Z")
+        finally:
+            other.close()
+        while time.monotonic() < deadline:
+            now = attribution._holder(runtime).index
+            if now is not None and now.generation > first.generation:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the kept index did not pick up the change within 10 s")
+        assert attribution.index_is_current(runtime)
+    finally:
+        stop.set()
+        keeper.join(5)
+    assert not keeper.is_alive()

@@ -72,7 +72,10 @@ def test_check_id_names_the_known_types_for_an_unknown_one() -> None:
     assert "resident-id" in err and "uscc" in err
 
 
-def test_an_operator_admits_documents_verifies_and_reveals_a_customer(ready: Runtime) -> None:
+def test_an_operator_admits_documents_verifies_and_reveals_a_customer(
+    ready: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGNAME", "wang")  # the shell account the trail names: cli:wang
     code, out, err = hw(
         "customer", "add", "Zhang Wei", "--phone", PHONE, "--email", "zw@example.cn"
     )
@@ -95,6 +98,11 @@ def test_an_operator_admits_documents_verifies_and_reveals_a_customer(ready: Run
     assert "Verification request 1 via manual is pending" in out
     code, out, _ = hw("customer", "queue", "--json")
     assert [r["id"] for r in json.loads(out)] == [1]
+    code, _, err = hw("customer", "approve", "1", "--reason", "seen in person")
+    assert code == 1
+    assert "you (cli:wang) requested this verification and created customer 1" in err
+    assert "Another reviewer must approve" in err
+    monkeypatch.setenv("LOGNAME", "li")  # a second operator
     code, out, err = hw("customer", "approve", "1", "--reason", "seen in person")
     assert code == 0, err
     assert "customer 1 is verified" in out
@@ -143,6 +151,8 @@ def test_termination_for_abuse_makes_a_later_sign_up_show_a_flag(ready: Runtime)
     code, out, err = hw("customer", "resolve-flag", "1", "confirmed", "--reason", "same card")
     assert code == 0, err
     assert json.loads(hw("customer", "flags", "--json")[1]) == []
+    listed = json.loads(hw("customer", "list", "--json")[1])
+    assert [(c["id"], c["status"]) for c in listed] == [(1, "terminated"), (2, "restricted")]
 
 
 def test_an_identity_scan_is_stored_from_a_file(ready: Runtime, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hostwarden.core import audit
-from hostwarden.core.runtime import Runtime, system_actor
+from hostwarden.core.runtime import Actor, Runtime, new_request_id, system_actor
 from hostwarden.registry import commitments, customers, inventory, verification
 from tests.conftest import ARTIFACTS, make_user
 from tests.web.test_console import HTML, sign_in
@@ -17,8 +17,9 @@ ID_NUMBER = "11010519491231002X"
 PHONE = "13812345678"
 
 
-def admitted_but_unverified(runtime: Runtime) -> tuple[int, int]:
-    """A customer who accepted the current letter and waits for manual verification."""
+def admitted_but_unverified(runtime: Runtime, requester: Actor | None = None) -> tuple[int, int]:
+    """A customer who accepted the current letter and waits for manual verification,
+    admitted by automation and submitted by ``requester`` (automation too by default)."""
     with runtime.operation(system_actor("test")) as op:
         customer = customers.create_customer(
             op,
@@ -42,7 +43,7 @@ def admitted_but_unverified(runtime: Runtime) -> tuple[int, int]:
         inventory.assign(op, "203.0.113.9", customer.id, valid_from="2026-02-01T00:00:00+08:00")
         customer_id = customer.id
     request = verification.request_verification(
-        runtime, system_actor("test"), customer_id, "manual"
+        runtime, requester or system_actor("test"), customer_id, "manual"
     )
     return customer_id, request.id
 
@@ -133,6 +134,40 @@ def test_a_reviewer_approves_and_the_gate_then_allows(
         f"/customers/{customer_id}/provisioning-check", data={"csrf_token": token}, headers=HTML
     )
     assert 'data-testid="gate-result" class="ok"' in allowed.text
+
+
+def test_a_reviewer_cannot_approve_a_verification_they_requested(
+    client: TestClient, app: object, runtime: Runtime, sales: str
+) -> None:
+    customer_id, request_id = admitted_but_unverified(
+        runtime, Actor(sales, ("sales",), new_request_id())
+    )
+    token = sign_in(client, sales, PASSWORD)
+    queue = client.get("/customers/review", headers=HTML)
+    assert f"<td>{sales}</td>" in queue.text, "the queue shows who asked"
+    assert 'value="approve" disabled' in queue.text
+    own = client.post(
+        f"/customers/review/{request_id}",
+        data={"decision": "approve", "reason": "I checked it", "csrf_token": token},
+        headers=HTML,
+    )
+    assert own.status_code == 409
+    assert 'role="alert"' in own.text
+    assert "Another reviewer must approve" in own.text
+    with runtime.reading() as session:
+        assert customers.get_customer(session, customer_id).identity_status == "pending"
+
+    make_user(runtime, "second-reviewer", ["sales"], PASSWORD)
+    with TestClient(app) as other:  # type: ignore[arg-type]
+        other_token = sign_in(other, "second-reviewer", PASSWORD)
+        assert 'value="approve" disabled' not in other.get("/customers/review", headers=HTML).text
+        approved = other.post(
+            f"/customers/review/{request_id}",
+            data={"decision": "approve", "reason": "checked again", "csrf_token": other_token},
+            headers=HTML,
+        )
+    assert approved.status_code == 200, approved.text
+    assert f"#{request_id}: approved." in approved.text
 
 
 def test_attribution_search_answers_for_the_moment_asked(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from hostwarden.core import audit
 from hostwarden.core.runtime import Runtime
 from hostwarden.errors import NotFound, ValidationFailed
-from hostwarden.registry import gate
+from hostwarden.registry import customers, gate
 from hostwarden.registry.models import BanEvasionFlag, ProvisioningDecision
 from tests.conftest import make_token, make_user
 from tests.registry.admission_support import (
@@ -25,6 +25,7 @@ from tests.registry.admission_support import (
     publish_revision,
     update_customer,
 )
+from tests.registry.customer_fixtures import actor
 
 
 def decide(runtime: Runtime, customer_id: int) -> gate.Decision:
@@ -80,6 +81,25 @@ def test_the_gate_opens_only_when_the_last_condition_is_met(runtime: Runtime) ->
     decision = decide(runtime, customer)
     assert decision.allowed and decision.failed == []
     assert all(r.ok for r in decision.reasons)
+
+
+def test_a_confirmed_ban_evasion_keeps_the_gate_shut_even_after_the_restriction_is_lifted(
+    runtime: Runtime,
+) -> None:
+    customer = make_customer(runtime, identity_status="verified", status="active")
+    banned = make_customer(runtime, "被封禁的旧客户", status="terminated")
+    publish_default(runtime)
+    accept_online(runtime, customer)
+    flag = flag_ban_evasion(runtime, customer, banned)
+    with runtime.operation(actor("sales")) as op:
+        customers.resolve_flag(op, flag, "confirmed", "same person, same card")
+    decision = decide(runtime, customer)
+    assert failing(decision) == ["status", "ban_evasion"], "confirming restricted the account"
+    detail = {r.check: r.detail for r in decision.reasons}["ban_evasion"]
+    assert detail.startswith(f"ban evasion confirmed by flag(s) #{flag} matches customer {banned}")
+    with runtime.operation(actor("sales")) as op:
+        customers.set_status(op, customer, "active", reason="restriction lifted by mistake")
+    assert failing(decide(runtime, customer)) == ["ban_evasion"]
 
 
 def test_a_new_letter_version_closes_the_gate_until_the_customer_accepts_it(

@@ -1,15 +1,20 @@
 """Ban-evasion screening: a new or newly verified customer is compared with every customer
-terminated for abuse, and each match becomes one flag naming what matched."""
+terminated for abuse, a customer terminated for abuse with every customer still served, and
+each match becomes one flag naming what matched; a confirmed flag restricts the customer."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.runtime import Runtime
+from hostwarden.core.vault import PiiVault
 from hostwarden.errors import Conflict, PermissionDenied, ValidationFailed
-from hostwarden.registry import customers, verification
+from hostwarden.registry import customers, gate, verification
 from hostwarden.registry.models import BanEvasionFlag
 from tests.conftest import make_token, make_user
 from tests.registry.customer_fixtures import (
@@ -21,6 +26,7 @@ from tests.registry.customer_fixtures import (
     audit_text,
     count,
     new_customer,
+    second_reviewer,
 )
 
 BANNED = {
@@ -103,7 +109,7 @@ def test_approval_screens_the_id_number_and_one_flag_per_banned_customer(
     add_document(runtime, newcomer, "resident-id", RESIDENT_ID)
     add_document(runtime, newcomer, "resident-id", OTHER_RESIDENT_ID)
     request = verification.request_verification(runtime, actor("sales"), newcomer, "manual")
-    with runtime.operation(actor("sales")) as op:
+    with runtime.operation(second_reviewer()) as op:
         verification.approve(op, request.id, "documents checked in person")
     assert _flags(runtime, newcomer) == [
         (second_banned, ["id_number", "device_fingerprint"], "open"),  # the earlier flag grew
@@ -187,3 +193,156 @@ def test_flags_are_listed_and_resolved_through_the_api(
     assert resolved.status_code == 200, resolved.text
     assert resolved.json()["status"] == "confirmed"
     assert client.get("/api/v1/ban-evasion-flags", headers=headers).json() == []
+
+
+# --- a confirmed flag restricts the customer ----------------------------------------------
+
+
+def _status(runtime: Runtime, customer_id: int) -> str:
+    with runtime.reading() as session:
+        return customers.get_customer(session, customer_id).status
+
+
+def _entries(runtime: Runtime, action: str) -> list[AuditEntry]:
+    with runtime.reading() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+            )
+        )
+
+
+def test_confirming_a_flag_restricts_the_customer_as_an_automated_consequence(
+    runtime: Runtime, banned: int
+) -> None:
+    suspect = new_customer(runtime, "Suspect", phone=PHONE)
+    (flag,) = customers_flags(runtime, suspect)
+    assert _status(runtime, suspect) == "pending"
+    with runtime.operation(actor("sales")) as op:
+        customers.resolve_flag(op, flag, "confirmed", "same person, admitted on call")
+    assert _status(runtime, suspect) == "restricted"
+    resolved, restricted = (
+        _entries(runtime, "ban_evasion.resolve")[-1],
+        _entries(runtime, "customer.status")[-1],
+    )
+    assert restricted.seq == resolved.seq + 1
+    assert (restricted.actor, restricted.role) == ("system:registry", "system")
+    assert restricted.request_id == resolved.request_id, "tied to the reviewer's decision"
+    assert restricted.object_id == str(suspect)
+    assert json.loads(restricted.before)["status"] == "pending"
+    assert json.loads(restricted.after) == {
+        "status": "restricted",
+        "terminated_for_abuse": False,
+        "ban_evasion_flag": flag,
+    }
+    assert restricted.reason == (
+        f"ban-evasion flag #{flag} confirmed: matches customer {banned}, terminated for abuse"
+    )
+
+
+@pytest.mark.parametrize("status", ["restricted", "suspended", "terminated"])
+def test_a_confirmed_flag_leaves_a_customer_already_kept_from_new_servers_as_it_is(
+    runtime: Runtime, banned: int, status: str
+) -> None:
+    suspect = new_customer(runtime, "Suspect", phone=PHONE)
+    (flag,) = customers_flags(runtime, suspect)
+    with runtime.operation(actor("sales")) as op:
+        customers.set_status(op, suspect, status, reason="earlier decision")
+    changes = len(_entries(runtime, "customer.status"))
+    with runtime.operation(actor("sales")) as op:
+        customers.resolve_flag(op, flag, "confirmed", "same person")
+    assert _status(runtime, suspect) == status
+    assert len(_entries(runtime, "customer.status")) == changes
+
+
+def test_a_cleared_flag_changes_nothing_about_the_customer(runtime: Runtime, banned: int) -> None:
+    suspect = new_customer(runtime, "Namesake", phone=PHONE)
+    (flag,) = customers_flags(runtime, suspect)
+    with runtime.operation(actor("sales")) as op:
+        customers.resolve_flag(op, flag, "cleared", "recycled phone number")
+    assert _status(runtime, suspect) == "pending"
+
+
+# --- terminating for abuse screens everyone else against the terminated customer ---------
+
+
+def test_terminating_for_abuse_flags_every_customer_still_served_who_shares_something(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    abuser = new_customer(runtime, "Abuser", **BANNED)
+    add_document(runtime, abuser, "resident-id", RESIDENT_ID)
+    same_phone = new_customer(runtime, "Phone Twin", phone="0086 138 1234 5678")
+    same_mailbox = new_customer(runtime, "Mailbox Twin", email="S.P.A.M.M.E.R+vps@googlemail.com")
+    same_device = new_customer(runtime, "Device Twin", device_fingerprint="dev-5f2a")
+    same_id = new_customer(runtime, "ID Twin")
+    add_document(runtime, same_id, "resident-id", RESIDENT_ID.lower())
+    suspended = new_customer(runtime, "Suspended Neighbour", signup_ip="203.0.113.7")
+    with runtime.operation(actor("sales")) as op:
+        customers.set_status(op, suspended, "suspended", reason="unpaid invoice")
+    former = new_customer(runtime, "Former Payer", payment_fingerprint="card-9c1e")
+    _ban(runtime, former, for_abuse=False)  # terminated, if not for abuse: no longer served
+    unrelated = new_customer(
+        runtime, "Unrelated", email="someone@example.cn", phone="13900001111", signup_ip="::1"
+    )
+    assert count(runtime, BanEvasionFlag) == 0, "nobody was terminated for abuse yet"
+
+    def no_decrypting(*args: object) -> str:
+        raise AssertionError("screening decrypted personal data")
+
+    monkeypatch.setattr(PiiVault, "decrypt", no_decrypting)
+    with runtime.operation(actor("sales")) as op:
+        customers.set_status(op, abuser, "terminated", reason="botnet C2", for_abuse=True)
+        request_id = op.actor.request_id
+
+    flagged = (same_phone, same_mailbox, same_device, same_id, suspended)
+    assert {c: _flags(runtime, c) for c in flagged} == {
+        same_phone: [(abuser, ["phone"], "open")],
+        same_mailbox: [(abuser, ["email"], "open")],
+        same_device: [(abuser, ["device_fingerprint"], "open")],
+        same_id: [(abuser, ["id_number"], "open")],
+        suspended: [(abuser, ["signup_ip"], "open")],
+    }
+    assert _flags(runtime, former) == [] and _flags(runtime, unrelated) == []
+    raised = _entries(runtime, "ban_evasion.flag")
+    assert len(raised) == 5
+    assert {e.request_id for e in raised} == {request_id}, "one unit of work with the termination"
+    assert "dev-5f2a" not in audit_text(runtime)
+    with runtime.reading() as session:
+        reason = {
+            r.check: r for r in gate.evaluate(session, customers.get_customer(session, same_device))
+        }
+    assert not reason["ban_evasion"].ok
+
+
+def test_a_customer_flagged_at_sign_up_is_not_flagged_twice_when_another_banned_one_matches(
+    runtime: Runtime, banned: int
+) -> None:
+    twin = new_customer(runtime, "Twin", device_fingerprint="dev-5f2a", signup_ip="198.51.100.9")
+    accomplice = new_customer(runtime, "Accomplice", signup_ip="198.51.100.9")
+    assert _flags(runtime, twin) == [(banned, ["device_fingerprint"], "open")]
+    with runtime.operation(actor("sales")) as op:
+        customers.set_status(op, accomplice, "terminated", reason="phishing", for_abuse=True)
+    assert _flags(runtime, twin) == [
+        (banned, ["device_fingerprint"], "open"),
+        (accomplice, ["signup_ip"], "open"),
+    ]
+    assert _flags(runtime, banned) == [], "a terminated customer is not screened again"
+
+
+def test_a_termination_for_abuse_through_the_api_flags_lookalikes(
+    runtime: Runtime, client: TestClient
+) -> None:
+    make_user(runtime, "carol", ["sales"])
+    headers = {"Authorization": f"Bearer {make_token(runtime, 'carol')}"}
+    abuser = new_customer(runtime, "Abuser", payment_fingerprint="card-9c1e")
+    lookalike = new_customer(runtime, "Lookalike", payment_fingerprint="card-9c1e")
+    answer = client.post(
+        f"/api/v1/customers/{abuser}/status",
+        json={"status": "terminated", "for_abuse": True, "reason": "carding"},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    flags = client.get("/api/v1/ban-evasion-flags", headers=headers).json()
+    assert [(f["customer_id"], f["matched_customer_id"], f["attributes"]) for f in flags] == [
+        (lookalike, abuser, ["payment_fingerprint"])
+    ]

@@ -1,5 +1,5 @@
-"""Identity verification: providers found by entry point, the manual review queue, and the
-http provider against a real local server, including its failures."""
+"""Identity verification: providers found by entry point, the manual review queue and its
+four-eyes rule, and the http provider against a real local server, including its failures."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
+from sqlalchemy import MetaData, create_engine, text
 
+from hostwarden.core import migrate
+from hostwarden.core.config import RegistrySettings, Settings
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.runtime import Runtime
 from hostwarden.errors import Conflict, PermissionDenied, ValidationFailed
@@ -28,6 +34,7 @@ from tests.registry.customer_fixtures import (
     audit_actions,
     count,
     new_customer,
+    second_reviewer,
 )
 
 
@@ -119,9 +126,9 @@ def test_a_manual_request_waits_in_the_queue_until_a_reviewer_approves(
     assert _identity_status(runtime, applicant) == "pending"
     with runtime.reading() as session:
         assert [r.id for r in verification.list_requests(session)] == [request.id]
-    with runtime.operation(actor("sales")) as op:
+    with runtime.operation(second_reviewer()) as op:
         decided = verification.approve(op, request.id, "card and face checked at the counter")
-        assert decided.decided_by == "sales-person"
+        assert decided.decided_by == "second-reviewer"
     assert _identity_status(runtime, applicant) == "verified"
     assert audit_actions(runtime)[-2:] == ["verification.submit", "verification.approved"]
     with runtime.reading() as session:
@@ -154,6 +161,63 @@ def test_a_decision_needs_kyc_review_and_a_reason_and_changes_nothing_otherwise(
         verification.reject(op, request.id, "")
     assert count(runtime, AuditEntry) == entries
     assert _identity_status(runtime, applicant) == "pending"
+
+
+def test_whoever_requested_the_verification_or_created_the_customer_may_not_approve_it(
+    runtime: Runtime, applicant: int
+) -> None:
+    request = verification.request_verification(runtime, actor("admin"), applicant, "manual")
+    assert request.requested_by == "admin-person"
+    entries = count(runtime, AuditEntry)
+    with (
+        pytest.raises(verification.FourEyesRequired, match="requested this verification") as asked,
+        runtime.operation(actor("admin")) as op,
+    ):
+        verification.approve(op, request.id, "I checked it myself")
+    assert asked.value.hint == (
+        "Another reviewer must approve: identity verification needs four eyes."
+    )
+    assert isinstance(asked.value, Conflict)
+    with (
+        pytest.raises(verification.FourEyesRequired, match=f"created customer {applicant}"),
+        runtime.operation(actor("sales")) as op,  # admitted the customer (applicant fixture)
+    ):
+        verification.approve(op, request.id, "I admitted them, they are fine")
+    assert count(runtime, AuditEntry) == entries, "a refusal changes nothing"
+    assert _identity_status(runtime, applicant) == "pending"
+    with runtime.operation(second_reviewer()) as op:
+        assert verification.approve(op, request.id, "checked by a second person").status == (
+            "approved"
+        )
+
+
+def test_the_requester_may_still_reject_their_own_request(runtime: Runtime, applicant: int) -> None:
+    # Rejecting grants nothing: the requester may withdraw a request made by mistake.
+    request = verification.request_verification(runtime, actor("sales"), applicant, "manual")
+    with runtime.operation(actor("sales")) as op:
+        assert verification.reject(op, request.id, "wrong card uploaded").status == "rejected"
+
+
+def test_four_eyes_can_be_turned_off_in_the_settings(runtime: Runtime, applicant: int) -> None:
+    assert runtime.settings.registry.four_eyes_verification, "on unless turned off"
+    runtime.settings = runtime.settings.model_copy(
+        update={"registry": RegistrySettings(four_eyes_verification=False)}
+    )
+    request = verification.request_verification(runtime, actor("sales"), applicant, "manual")
+    with runtime.operation(actor("sales")) as op:
+        assert verification.approve(op, request.id, "one-person office").status == "approved"
+
+
+def test_a_provider_decision_is_not_held_to_four_eyes(
+    runtime: Runtime, applicant: int, http_env: FakeIdvService
+) -> None:
+    http_env.answer({"status": "approved", "reference": "idv-1"})
+    request = verification.request_verification(runtime, actor("sales"), applicant, "http")
+    assert (request.status, request.requested_by, request.decided_by) == (
+        "approved",
+        "sales-person",
+        "provider:http",
+    )
 
 
 def test_verification_needs_a_document_and_one_request_at_a_time(
@@ -282,11 +346,14 @@ def test_verification_runs_through_the_api(
     runtime: Runtime, client: TestClient, applicant: int
 ) -> None:
     make_user(runtime, "sally", ["sales"])
+    make_user(runtime, "victor", ["sales"])
     headers = {"Authorization": f"Bearer {make_token(runtime, 'sally')}"}
+    second = {"Authorization": f"Bearer {make_token(runtime, 'victor')}"}
     started = client.post(
         f"/api/v1/customers/{applicant}/verification", json={"provider": "manual"}, headers=headers
     )
     assert started.status_code == 201, started.text
+    assert started.json()["requested_by"] == "sally"
     request_id = started.json()["id"]
     queue = client.get("/api/v1/verification", headers=headers).json()
     assert [r["id"] for r in queue] == [request_id]
@@ -294,12 +361,113 @@ def test_verification_runs_through_the_api(
         f"/api/v1/verification/{request_id}/approve", json={"reason": ""}, headers=headers
     )
     assert missing_reason.status_code == 422
-    approved = client.post(
+    own = client.post(
         f"/api/v1/verification/{request_id}/approve",
         json={"reason": "checked against the scan"},
         headers=headers,
     )
+    assert own.status_code == 409, own.text
+    assert own.json()["type"] == "urn:hostwarden:problem:four-eyes-required"
+    assert "you (sally) requested this verification" in own.json()["detail"]
+    assert "Another reviewer must approve" in own.json()["detail"]
+    approved = client.post(
+        f"/api/v1/verification/{request_id}/approve",
+        json={"reason": "checked against the scan"},
+        headers=second,
+    )
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "approved"
+    assert (approved.json()["requested_by"], approved.json()["decided_by"]) == ("sally", "victor")
     detail = client.get(f"/api/v1/customers/{applicant}", headers=headers).json()
     assert detail["identity_status"] == "verified"
+
+
+def test_an_upgrade_takes_who_created_and_who_requested_from_the_audit_trail(
+    settings: Settings,
+) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002_registry")
+            tables = MetaData()
+            tables.reflect(conn, only=["audit_entries", "customers", "verification_requests"])
+            now = datetime.now(UTC)
+            conn.execute(
+                tables.tables["customers"].insert(),
+                [
+                    {
+                        "id": customer_id,
+                        "external_id": None,
+                        "kind": "individual",
+                        "name": name,
+                        "email": "",
+                        "email_norm": "",
+                        "phone_enc": None,
+                        "phone_bidx": "",
+                        "phone_masked": "",
+                        "address": "",
+                        "status": "pending",
+                        "risk_tier": "low",
+                        "identity_status": "pending",
+                        "terminated_for_abuse": False,
+                        "signup_ip": "",
+                        "device_fingerprint": "",
+                        "payment_fingerprint": "",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for customer_id, name in ((1, "Audited"), (2, "Loaded by hand"))
+                ],
+            )
+            conn.execute(
+                tables.tables["verification_requests"].insert(),
+                [
+                    {
+                        "id": 1,
+                        "customer_id": 1,
+                        "provider": "manual",
+                        "status": "pending",
+                        "reason": "",
+                        "provider_reference": "",
+                        "created_at": now,
+                        "decided_at": None,
+                        "decided_by": "",
+                    }
+                ],
+            )
+            conn.execute(
+                tables.tables["audit_entries"].insert(),
+                [
+                    {
+                        "seq": seq,
+                        "ts": now.isoformat(),
+                        "actor": actor_name,
+                        "role": "sales",
+                        "action": action,
+                        "object_type": object_type,
+                        "object_id": "1",
+                        "before": "null",
+                        "after": "null",
+                        "reason": "",
+                        "request_id": "",
+                        "prev_hash": "0" * 64,
+                        "entry_hash": f"{seq:064x}",
+                    }
+                    for seq, actor_name, action, object_type in (
+                        (1, "alice", "customer.create", "customer"),
+                        (2, "mallory", "customer.update", "customer"),
+                        (3, "bob", "verification.submit", "verification_request"),
+                    )
+                ],
+            )
+            command.upgrade(config, "head")
+            created = dict(conn.execute(text("SELECT id, created_by FROM customers")).all())
+            requested = conn.execute(text("SELECT requested_by FROM verification_requests"))
+            assert created == {1: "alice", 2: ""}
+            assert requested.scalar_one() == "bob"
+    finally:
+        engine.dispose()

@@ -218,3 +218,20 @@ def test_the_documented_curl_example_works_against_a_live_server(
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "applied", result.stdout
     assert held(runtime)[0][0] == "203.0.113.7/32"
+
+
+def test_an_oversized_event_is_413_before_anything_is_checked(
+    client: TestClient, runtime: Runtime, secret: str
+) -> None:
+    entries = audit.verify(runtime).entries
+    payload = {
+        "id": "big",
+        "type": "ip.assigned",
+        "data": {"ip": "203.0.113.7", "customer_external_id": "C-1001", "at": AT},
+        "padding": "x" * 70_000,
+    }
+    response = post(client, secret, payload)
+    assert response.status_code == 413, response.text
+    assert "64 KiB" in response.json()["detail"]
+    assert held(runtime) == []
+    assert audit.verify(runtime).entries == entries

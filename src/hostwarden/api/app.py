@@ -22,12 +22,20 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
-    from hostwarden.registry import api_admission, api_customers, api_inventory, api_webhooks
+    from hostwarden.registry import (
+        api_admission,
+        api_bulk,
+        api_customers,
+        api_inventory,
+        api_webhooks,
+    )
     from hostwarden.registry import web as registry_web
     from hostwarden.web import routes as web_routes
 
+    # Starlette tries routes in this order: the hottest API route goes first.
     return [
         system.router,
+        api_inventory.attribution_router,
         core_api.users,
         core_api.tokens,
         core_api.audit_router,
@@ -36,9 +44,9 @@ def routers() -> list[APIRouter]:
         api_customers.customers_router,
         api_customers.verification_router,
         api_customers.flags_router,
-        api_inventory.attribution_router,
         api_inventory.inventory_router,
         api_webhooks.router,
+        api_bulk.router,
         registry_web.router,
         web_routes.router,
     ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from hostwarden.core import auth
 from hostwarden.core.rbac import Perm, permissions_for
@@ -72,7 +73,7 @@ def _check(principal: Principal, permission: Perm) -> Principal:
     return principal
 
 
-def _bearer_principal(request: Request) -> Principal:
+def _bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -80,9 +81,18 @@ def _bearer_principal(request: Request) -> Principal:
             "this API needs a bearer token.",
             hint="Send 'Authorization: Bearer <token>'; create one with `hostwarden token create`.",
         )
-    ident = auth.resolve_token(runtime_of(request), value.strip())
+    return value.strip()
+
+
+def _token_principal(request: Request, ident: auth.TokenIdentity) -> Principal:
     return Principal(
         ident.user_id, ident.username, ident.roles, ident.locale, "token", request_id_of(request)
+    )
+
+
+def _bearer_principal(request: Request) -> Principal:
+    return _token_principal(
+        request, auth.resolve_token(runtime_of(request), _bearer_secret(request))
     )
 
 
@@ -132,8 +142,13 @@ def _mark(dependency: Callable[..., Any], rule: AccessRule) -> Any:
 def require(permission: Perm) -> Any:
     """API route dependency: a valid bearer token whose roles grant ``permission``."""
 
-    def dependency(request: Request) -> Principal:
-        return _check(_bearer_principal(request), permission)
+    async def dependency(request: Request) -> Principal:
+        # A token resolved a moment ago is answered on the event loop; only a database
+        # lookup goes to the thread pool (the hop costs more than the rest of a request).
+        ident = auth.cached_token(runtime_of(request), _bearer_secret(request))
+        if ident is not None:
+            return _check(_token_principal(request, ident), permission)
+        return _check(await run_in_threadpool(_bearer_principal, request), permission)
 
     return _mark(dependency, AccessRule(permission, "api"))
 
@@ -174,3 +189,18 @@ def access_rule_of(route: Any) -> AccessRule | None:
             return rule  # type: ignore[no-any-return]
         stack.extend(dep.dependencies)
     return None
+
+
+async def read_body(request: Request, limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """The request body, refused with ``too_large()`` as soon as it passes ``limit``
+    bytes (by Content-Length, or while reading a chunked upload) rather than after
+    reading it all into memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,6 +129,7 @@ def serve(
 
     from hostwarden.api.app import create_app
     from hostwarden.core.logs import configure_logging
+    from hostwarden.registry import attribution
 
     cli = state(ctx)
     settings = cli.settings
@@ -146,8 +149,22 @@ def serve(
         raise HostwardenError(f"port {bind_port} is out of range.", hint="Use 1–65535.")
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     out.print(f"hostwarden {__version__} console and API on http://{shown}:{bind_port}/")
+    app = create_app(runtime, run_scheduler=scheduler)
+    # Build the attribution index now rather than on the first lookup (seconds for a
+    # million assignments) and keep it current, in the background, so the server starts
+    # listening at once and no request waits for a generation check.
+    threading.Thread(
+        target=attribution.keep_warm,
+        args=(runtime, threading.Event()),
+        name="attribution-warm",
+        daemon=True,
+    ).start()
+    # Everything built so far lives as long as the process: moving it out of the
+    # collector's generations keeps full collections (latency spikes) short.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(runtime, run_scheduler=scheduler),
+        app,
         host=bind_host,
         port=bind_port,
         log_config=None,

@@ -483,18 +483,37 @@ class TokenCache:
             self._entries.clear()
 
 
+def _bad_token() -> AuthenticationFailed:
+    return AuthenticationFailed(
+        "the API token is unknown, revoked or expired.",
+        hint="Create a new one with `hostwarden token create`.",
+    )
+
+
+def _token_key(secret: str) -> tuple[str, str]:
+    """The token's prefix and the hash it is stored under; malformed secrets refused."""
+    parts = secret.split("_")
+    if not secret.startswith(TOKEN_PREFIX) or len(parts) < 3:
+        raise _bad_token()
+    return parts[1], hash_secret(secret)
+
+
+def cached_token(runtime: Runtime, secret: str) -> TokenIdentity | None:
+    """The identity of a bearer secret if this process resolved it a moment ago (no
+    database, safe on the event loop); None means "ask ``resolve_token``"."""
+    _, key = _token_key(secret)
+    cached = runtime.token_cache.get(key)
+    if cached is not None and cached.expires_at <= utcnow():
+        raise _bad_token()
+    return cached
+
+
 def resolve_token(runtime: Runtime, secret: str) -> TokenIdentity:
     """Find the live token for a bearer secret or raise AuthenticationFailed. Every API
     call passes here, so it only reads (and may answer from the short cache); the
     last-use time is written at most once a minute, in a transaction of its own."""
-    bad = AuthenticationFailed(
-        "the API token is unknown, revoked or expired.",
-        hint="Create a new one with `hostwarden token create`.",
-    )
-    parts = secret.split("_")
-    if not secret.startswith(TOKEN_PREFIX) or len(parts) < 3:
-        raise bad
-    key = hash_secret(secret)
+    bad = _bad_token()
+    prefix, key = _token_key(secret)
     now = utcnow()
     cached = runtime.token_cache.get(key)
     if cached is not None:
@@ -517,7 +536,7 @@ def resolve_token(runtime: Runtime, secret: str) -> TokenIdentity:
                 User.is_active,
             )
             .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.prefix == parts[1])
+            .where(ApiToken.prefix == prefix)
         ).first()
     if row is None:
         raise bad

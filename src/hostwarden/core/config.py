@@ -29,6 +29,8 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    #: Largest file the bulk-import API takes as a request body; the CLI has no limit.
+    import_max_mb: int = Field(20, ge=1, le=1024)
 
 
 class DatabaseSettings(_Section):
@@ -55,6 +57,14 @@ class SchedulerSettings(_Section):
     enabled: bool = True
     heartbeat_seconds: float = Field(60.0, gt=0, le=3600)
     leader_retry_seconds: float = Field(5.0, gt=0, le=600)
+    #: Job runs older than this are deleted daily; each job's last run is always kept.
+    job_runs_keep_days: int = Field(90, ge=1, le=3650)
+
+
+class RegistrySettings(_Section):
+    #: Identity verification needs a second person: whoever requested it or created the
+    #: customer may not approve it.
+    four_eyes_verification: bool = True
 
 
 class Settings(BaseSettings):
@@ -73,6 +83,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     #: The TOML file this class reads; load_settings makes a subclass per file.
     _toml_file: ClassVar[Path | None] = None
@@ -180,6 +191,7 @@ DEFAULT_TOML = """\
 [server]
 # host = "127.0.0.1"
 # port = 8080
+# import_max_mb = 20             # largest file POST /api/v1/registry/import/… accepts
 
 [database]
 # Empty: the embedded SQLite file in this directory. For PostgreSQL:
@@ -198,4 +210,8 @@ DEFAULT_TOML = """\
 [scheduler]
 # enabled = true
 # heartbeat_seconds = 60
+# job_runs_keep_days = 90        # older job runs are deleted daily; each job's last is kept
+
+[registry]
+# four_eyes_verification = true  # who requested a verification may not approve it
 """

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hostwarden.core import auth
 from hostwarden.core.config import Settings
 from hostwarden.core.runtime import Runtime
-from hostwarden.core.scheduler import JobSpec
+from hostwarden.core.scheduler import JobSpec, purge_job_runs
 
 PURGE_SESSIONS_SECONDS = 3600.0
+PURGE_JOB_RUNS_SECONDS = 24 * 3600.0
 
 
 def heartbeat(runtime: Runtime) -> None:
@@ -32,5 +33,12 @@ def jobs(settings: Settings) -> list[JobSpec]:
             purge_sessions,
             PURGE_SESSIONS_SECONDS,
             "Deletes console sessions past their expiry.",
+        ),
+        JobSpec(
+            "scheduler.purge_job_runs",
+            purge_job_runs,
+            PURGE_JOB_RUNS_SECONDS,
+            f"Deletes job runs older than {settings.scheduler.job_runs_keep_days} days, "
+            "keeping each job's last run.",
         ),
     ]

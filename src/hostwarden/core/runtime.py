@@ -111,3 +111,15 @@ class Operation:
 
         entry = audit.append(self, action, object_type, str(object_id), before, after, reason)
         self.audited.append(entry.seq)
+
+    @contextmanager
+    def automated(self, component: str) -> Iterator[Operation]:
+        """Inside, changes are audited as automation (``system:<component>``), not as the
+        actor: a rule's consequence of the actor's change, in the same unit of work and
+        tied to it by the request id."""
+        person = self.actor
+        self.actor = Actor(f"system:{component}", ("system",), person.request_id)
+        try:
+            yield self
+        finally:
+            self.actor = person

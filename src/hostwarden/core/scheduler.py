@@ -10,7 +10,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import FrameType
@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, create_engine, text, update
+from sqlalchemy import Connection, CursorResult, create_engine, delete, func, select, text, update
 from sqlalchemy.pool import NullPool
 
 from hostwarden.core.config import Settings
 from hostwarden.core.logs import get_logger
 from hostwarden.core.models import JobRun
-from hostwarden.core.runtime import Runtime
-from hostwarden.core.timeutil import utcnow
+from hostwarden.core.runtime import Runtime, system_actor
+from hostwarden.core.timeutil import as_utc, isoformat, utcnow
 from hostwarden.errors import HostwardenError
 
 JOB_GROUP = "hostwarden.jobs"
@@ -353,18 +353,37 @@ class Scheduler:
                 "misfire_grace_time": None,
             },
         )
+        # Each job is next due one interval after its last recorded run (by any leader),
+        # at once if that moment has passed or it never ran: a daily job still runs daily
+        # when leaders restart more often than once a day.
+        last = self._last_starts()
+        now = utcnow()
         for spec in self.jobs:
+            previous = last.get(spec.name)
+            due = now if previous is None else previous + timedelta(seconds=spec.seconds)
             aps.add_job(
                 self._run,
                 IntervalTrigger(seconds=spec.seconds, timezone=UTC),
                 args=(spec,),
                 id=spec.name,
                 name=spec.name,
+                next_run_time=max(due, now),
             )
         self._aps = aps
         self._leading.set()
         aps.start()
         log.info("scheduler is the leader", runner=self.runner, jobs=[j.name for j in self.jobs])
+
+    def _last_starts(self) -> dict[str, datetime]:
+        try:
+            with self.runtime.reading() as session:
+                rows = session.execute(
+                    select(JobRun.job, func.max(JobRun.started_at)).group_by(JobRun.job)
+                ).all()
+        except Exception:
+            log.exception("scheduler could not read the last job runs; running all now")
+            return {}
+        return {job: as_utc(started) for job, started in rows if started is not None}
 
     def _step_down(self) -> None:
         was_leading = self._leading.is_set()
@@ -405,6 +424,30 @@ class Scheduler:
                 )
         except Exception:
             log.exception("scheduler could not record a job result", job=spec.name)
+
+
+def purge_job_runs(runtime: Runtime) -> int:
+    """Delete the job runs started more than ``scheduler.job_runs_keep_days`` ago, except
+    each job's last run, so that a job that runs rarely (or stopped) still shows when it
+    last ran. One audit entry per purge, with the count; returns the count."""
+    keep_days = runtime.settings.scheduler.job_runs_keep_days
+    cutoff = utcnow() - timedelta(days=keep_days)
+    last_runs = select(func.max(JobRun.id)).group_by(JobRun.job)
+    with runtime.operation(system_actor("scheduler")) as op:
+        result = op.session.execute(
+            delete(JobRun).where(JobRun.started_at < cutoff, JobRun.id.not_in(last_runs))
+        )
+        assert isinstance(result, CursorResult)
+        removed = int(result.rowcount)
+        if removed:
+            op.audit(
+                "job_run.purge",
+                "job_run",
+                "*",
+                after={"removed": removed, "started_before": isoformat(cutoff)},
+                reason=f"job runs older than {keep_days} days; each job's last run kept",
+            )
+    return removed
 
 
 def run_forever(runtime: Runtime, stop_event: threading.Event | None = None) -> None:

@@ -4,9 +4,11 @@ of attribution: who held an address at a moment."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from hostwarden.api.deps import Principal, require, runtime_of
 from hostwarden.core.rbac import Perm
+from hostwarden.core.runtime import Runtime
 from hostwarden.errors import NotFound
 from hostwarden.registry import attribution, inventory
 from hostwarden.registry.schemas_inventory import (
@@ -31,7 +33,7 @@ inventory_router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
 
 @attribution_router.get("")
-def attribute(
+async def attribute(
     request: Request,
     ip: str = Query(description="IPv4 or IPv6 address."),
     at: str = Query(description="ISO 8601 moment with its zone, e.g. 2026-05-01T10:00:00+08:00."),
@@ -41,6 +43,14 @@ def attribute(
     """The customer, instance, assignment interval, NAT block and domains that held the
     address at that moment; 404 when nobody did."""
     runtime = runtime_of(request)
+    # A lookup on a current index takes microseconds and is answered on the event loop;
+    # when the index must be checked or rebuilt (database work), a worker thread does it.
+    if attribution.index_is_current(runtime):
+        return _attribute(runtime, ip, at, port)
+    return await run_in_threadpool(_attribute, runtime, ip, at, port)
+
+
+def _attribute(runtime: Runtime, ip: str, at: str, port: int | None) -> AttributionOut:
     found = attribution.attribute(runtime, ip, at, port)
     if found is None:
         hint = attribution.nobody_hint(runtime, ip, at, port)

@@ -22,15 +22,17 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, ColumnElement, cast, event, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, cast, event, func, select
 from sqlalchemy.orm import Session
 
+from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Operation, Runtime
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
@@ -43,6 +45,7 @@ REFRESH_SECONDS = 1.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OPEN = np.iinfo(np.int64).max  # valid_to of a current interval
 _MICRO = timedelta(microseconds=1)
+log = get_logger("hostwarden.attribution")
 
 I64Array = NDArray[np.int64]
 U64Array = NDArray[np.uint64]
@@ -58,66 +61,163 @@ def from_epoch_us(value: int) -> datetime:
 
 
 # --- results ----------------------------------------------------------------------------
+#
+# Results are plain slotted classes that keep the index's integers and build datetimes and
+# address texts only when read: a lookup is a few microseconds, and building every field
+# eagerly (frozen dataclasses, ``ipaddress`` objects, datetimes) cost more than the search.
 
 
-@dataclass(frozen=True)
+def _when(us: int) -> datetime | None:
+    return None if us == _OPEN else from_epoch_us(us)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return isoformat(value) if value is not None else None
+
+
 class AssignmentInterval:
-    id: int
-    prefix: str
-    valid_from: datetime
-    valid_to: datetime | None
+    """The assignment interval that answered a lookup."""
 
+    __slots__ = ("_from_us", "_length", "_start", "_to_us", "id")
 
-@dataclass(frozen=True)
-class NatUsed:
-    id: int
-    public_ip: str
-    port_start: int
-    port_end: int
-    private_ip: str
-    valid_from: datetime
-    valid_to: datetime | None
+    def __init__(self, id: int, start: int, length: int, from_us: int, to_us: int) -> None:
+        self.id = id
+        self._start = start
+        self._length = length
+        self._from_us = from_us
+        self._to_us = to_us
 
+    @property
+    def prefix(self) -> str:
+        return netaddr.prefix_text(self._start, self._length)
 
-@dataclass(frozen=True)
-class Attribution:
-    ip: str
-    at: datetime
-    port: int | None
-    customer_id: int
-    instance_id: int | None
-    assignment: AssignmentInterval
-    nat: NatUsed | None
-    domains: tuple[str, ...]
+    @property
+    def valid_from(self) -> datetime:
+        return from_epoch_us(self._from_us)
+
+    @property
+    def valid_to(self) -> datetime | None:
+        return _when(self._to_us)
 
     def as_dict(self) -> dict[str, Any]:
-        def when(value: datetime | None) -> str | None:
-            return isoformat(value) if value is not None else None
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "valid_from": _iso(self.valid_from),
+            "valid_to": _iso(self.valid_to),
+        }
 
-        nat = None
-        if self.nat is not None:
-            nat = {
-                "id": self.nat.id,
-                "public_ip": self.nat.public_ip,
-                "port_start": self.nat.port_start,
-                "port_end": self.nat.port_end,
-                "private_ip": self.nat.private_ip,
-                "valid_from": when(self.nat.valid_from),
-                "valid_to": when(self.nat.valid_to),
-            }
+
+class NatUsed:
+    """The NAT port block that turned a public address and port into a private address."""
+
+    __slots__ = ("_block", "_public")
+
+    def __init__(self, block: _Nat, public: int) -> None:
+        self._block = block
+        self._public = public
+
+    @property
+    def id(self) -> int:
+        return self._block.id
+
+    @property
+    def public_ip(self) -> str:
+        return str(netaddr.int_to_address(self._public))
+
+    @property
+    def port_start(self) -> int:
+        return self._block.port_start
+
+    @property
+    def port_end(self) -> int:
+        return self._block.port_end
+
+    @property
+    def private_ip(self) -> str:
+        return self._block.private_ip
+
+    @property
+    def valid_from(self) -> datetime:
+        return from_epoch_us(self._block.from_us)
+
+    @property
+    def valid_to(self) -> datetime | None:
+        return _when(self._block.to_us)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "public_ip": self.public_ip,
+            "port_start": self.port_start,
+            "port_end": self.port_end,
+            "private_ip": self.private_ip,
+            "valid_from": _iso(self.valid_from),
+            "valid_to": _iso(self.valid_to),
+        }
+
+
+class Attribution:
+    """Who held an address (and port) at a moment, and through which assignment."""
+
+    __slots__ = (
+        "_index",
+        "_t_us",
+        "_value",
+        "assignment",
+        "at",
+        "customer_id",
+        "instance_id",
+        "nat",
+        "port",
+    )
+
+    def __init__(
+        self,
+        index: AttributionIndex,
+        value: int,
+        at: datetime,
+        t_us: int,
+        port: int | None,
+        customer_id: int,
+        instance_id: int | None,
+        assignment: AssignmentInterval,
+        nat: NatUsed | None,
+    ) -> None:
+        self._index = index
+        self._value = value
+        self._t_us = t_us
+        self.at = at
+        self.port = port
+        self.customer_id = customer_id
+        self.instance_id = instance_id
+        self.assignment = assignment
+        self.nat = nat
+
+    @property
+    def ip(self) -> str:
+        return str(netaddr.int_to_address(self._value))
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self._index.domains_at(self.customer_id, self.instance_id, self._t_us)
+
+    def __repr__(self) -> str:
+        return (
+            f"Attribution(ip={self.ip!r}, at={self.at.isoformat()!r}, port={self.port!r}, "
+            f"customer_id={self.customer_id}, instance_id={self.instance_id}, "
+            f"assignment={self.assignment.prefix!r})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ip": self.ip,
-            "at": when(self.at),
+            "at": _iso(self.at),
             "port": self.port,
             "customer_id": self.customer_id,
             "instance_id": self.instance_id,
-            "assignment": {
-                "id": self.assignment.id,
-                "prefix": self.assignment.prefix,
-                "valid_from": when(self.assignment.valid_from),
-                "valid_to": when(self.assignment.valid_to),
-            },
-            "nat": nat,
+            "assignment": self.assignment.as_dict(),
+            "nat": self.nat.as_dict() if self.nat is not None else None,
             "domains": list(self.domains),
         }
 
@@ -144,38 +244,65 @@ class _Level:
     customer_id: I64Array
     instance_id: I64Array  # -1: none
 
+    # Single lookups read the arrays through memoryviews with ``bisect``: each read is a
+    # plain Python int, and one bisection costs less than one numpy call on a scalar.
+    _hi: memoryview = field(init=False, repr=False)
+    _lo: memoryview = field(init=False, repr=False)
+    _offsets: memoryview = field(init=False, repr=False)
+    _from: memoryview = field(init=False, repr=False)
+    _to: memoryview = field(init=False, repr=False)
+    _assignment: memoryview = field(init=False, repr=False)
+    _customer: memoryview = field(init=False, repr=False)
+    _instance: memoryview = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        def view(array: NDArray[Any]) -> memoryview:
+            return np.ascontiguousarray(array).data
+
+        self._hi, self._lo, self._offsets = view(self.hi), view(self.lo), view(self.offsets)
+        self._from, self._to = view(self.from_us), view(self.to_us)
+        self._assignment = view(self.assignment_id)
+        self._customer, self._instance = view(self.customer_id), view(self.instance_id)
+
     def find_one(self, hi: int, lo: int) -> int:
         """Index of the prefix starting at (hi, lo), or -1."""
+        los = self._lo
         if self.same_hi:
             if hi != self.hi0:
                 return -1
-            pos = int(self.lo.searchsorted(np.uint64(lo), side="right")) - 1
-        else:
-            key = np.uint64(hi)
-            first = int(self.hi.searchsorted(key, side="left"))
-            last = int(self.hi.searchsorted(key, side="right"))
-            pos = first + int(self.lo[first:last].searchsorted(np.uint64(lo), "right")) - 1
-            if pos < first:
+            pos = bisect_right(los, lo) - 1
+            if pos < 0 or los[pos] != lo:
                 return -1
-        if pos < 0 or self.lo[pos] != lo or (not self.same_hi and self.hi[pos] != hi):
+            return pos
+        first = bisect_left(self._hi, hi)
+        last = bisect_right(self._hi, hi, first)
+        pos = bisect_right(los, lo, first, last) - 1
+        if pos < first or los[pos] != lo:
             return -1
         return pos
 
     def interval_one(self, prefix: int, t_us: int) -> int:
-        first: int
-        last: int
-        first, last = self.offsets[prefix : prefix + 2].tolist()
-        if last - first <= 8:  # the usual few intervals: plain Python is faster
-            starts = self.from_us[first:last].tolist()
-            k = len(starts) - 1
-            while k >= 0 and starts[k] > t_us:
-                k -= 1
-            j = first + k
-        else:
-            j = first + int(self.from_us[first:last].searchsorted(t_us, side="right")) - 1
-        if j < first or t_us >= int(self.to_us[j]):
+        """Index of the interval of ``prefix`` holding at ``t_us``, or -1."""
+        first: int = self._offsets[prefix]
+        j = bisect_right(self._from, t_us, first, self._offsets[prefix + 1]) - 1
+        if j < first or t_us >= self._to[j]:
             return -1
         return j
+
+    def interval(self, prefix: int, j: int) -> tuple[int, int | None, AssignmentInterval]:
+        """Customer, instance and the assignment interval of interval ``j``."""
+        instance: int = self._instance[j]
+        return (
+            self._customer[j],
+            instance if instance >= 0 else None,
+            AssignmentInterval(
+                self._assignment[j],
+                (self._hi[prefix] << 64) | self._lo[prefix],
+                self.length,
+                self._from[j],
+                self._to[j],
+            ),
+        )
 
     def find_many(self, hi: U64Array, lo: U64Array) -> I64Array:
         """Vectorised ``find_one``."""
@@ -226,6 +353,7 @@ class _Nat:
     port_start: int
     port_end: int
     private_ip: str
+    private_int: int
     from_us: int
     to_us: int
 
@@ -256,8 +384,9 @@ class AttributionIndex:
 
     # single lookups -------------------------------------------------------------------
 
-    def locate(self, address: int, t_us: int) -> tuple[_Level, int] | None:
-        """The level and interval index holding ``address`` at ``t_us``, longest first."""
+    def locate(self, address: int, t_us: int) -> tuple[_Level, int, int] | None:
+        """The level, prefix index and interval index holding ``address`` at ``t_us``,
+        longest prefix first."""
         for level in self.v4_levels if netaddr.is_v4_int(address) else self.v6_levels:
             dropped = 128 - level.length
             masked = (address >> dropped) << dropped
@@ -266,7 +395,7 @@ class AttributionIndex:
                 continue
             j = level.interval_one(prefix, t_us)
             if j >= 0:
-                return level, j
+                return level, prefix, j
         return None
 
     def nat_block(self, public_ip: int, port: int, t_us: int) -> _Nat | None:
@@ -334,12 +463,28 @@ def _epoch_us_sql(column: Any, dialect: str) -> ColumnElement[Any]:
     return seconds * 1000000 + micros
 
 
+def _plain_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+    """All rows of a statement of plain columns (no parameters) as the driver's tuples.
+
+    A million rows through SQLAlchemy's result objects cost more than the query itself;
+    the driver cursor of the session's own connection (same transaction) skips that."""
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def build_index(session: Session) -> AttributionIndex:
     """Read the registry into a fresh index. The generation is read first, so the rows
     are at least as new as the generation the index claims."""
     generation = current_generation(session)
     dialect = session.get_bind().dialect.name
-    rows = session.execute(
+    rows = _plain_rows(
+        session,
         select(
             IpAssignment.id,
             IpAssignment.start_key,
@@ -348,8 +493,8 @@ def build_index(session: Session) -> AttributionIndex:
             func.coalesce(IpAssignment.instance_id, -1),
             _epoch_us_sql(IpAssignment.valid_from, dialect),
             func.coalesce(_epoch_us_sql(IpAssignment.valid_to, dialect), _OPEN),
-        )
-    ).all()
+        ),
+    )
     levels: list[_Level] = []
     if rows:
         ids, starts, ends, customers, instances, froms, tos = zip(*rows, strict=True)
@@ -375,7 +520,15 @@ def build_index(session: Session) -> AttributionIndex:
         ).order_by(NatMapping.port_start)
     ):
         nat.setdefault(netaddr.text_to_int(row[1]), []).append(
-            _Nat(row[0], row[2], row[3], row[4], int(row[5]), int(row[6]))
+            _Nat(
+                row[0],
+                row[2],
+                row[3],
+                row[4],
+                netaddr.text_to_int(row[4]),
+                int(row[5]),
+                int(row[6]),
+            )
         )
     domains: dict[int, list[_DomainSpan]] = {}
     for d in session.execute(
@@ -404,9 +557,10 @@ def _levels(
 ) -> list[_Level]:
     lengths = netaddr.prefix_lengths(start_hi, start_lo, end_hi, end_lo)
     v4 = netaddr.is_v4_hilo(start_hi, start_lo) & (lengths >= 96)
-    groups = {(int(length), bool(fam)) for length, fam in zip(lengths, v4, strict=True)}
+    kinds = np.unique(lengths.astype(np.int64) * 2 + v4)  # (length, family) pairs
     levels: list[_Level] = []
-    for length, family in sorted(groups, reverse=True):
+    for kind in kinds[::-1].tolist():
+        length, family = kind >> 1, bool(kind & 1)
         pick = np.flatnonzero((lengths == length) & (v4 == family))
         hi, lo, t0 = start_hi[pick], start_lo[pick], froms[pick]
         order = np.lexsort((t0, lo, hi))
@@ -447,6 +601,10 @@ class _Holder:
         self.index: AttributionIndex | None = None
         self.checked_at = 0.0
         self.stale = True
+        self.needed = 0  # newest generation this process committed
+
+    def fresh(self) -> bool:
+        return not self.stale and time.monotonic() - self.checked_at < REFRESH_SECONDS
 
 
 # Keyed by runtime, not global: each Runtime (app, CLI call, test) has its own index.
@@ -462,12 +620,14 @@ def _holder(runtime: Runtime) -> _Holder:
         return holder
 
 
-def refresh_after_commit(op: Operation) -> None:
-    """Called by inventory writes: once the transaction commits, this process's index
-    looks at the generation again on its next lookup instead of waiting for the timer."""
+def refresh_after_commit(op: Operation, generation: int) -> None:
+    """Called by inventory writes with the generation they wrote: once the transaction
+    commits, this process's index looks at the generation again on its next lookup
+    instead of waiting for the timer, and no lookup here answers from an older index."""
     holder = _holder(op.runtime)
 
     def mark(_session: Session) -> None:
+        holder.needed = max(holder.needed, generation)
         holder.stale = True
 
     event.listen(op.session, "after_commit", mark, once=True)
@@ -476,27 +636,78 @@ def refresh_after_commit(op: Operation) -> None:
 def current_index(runtime: Runtime, *, check: bool = False) -> AttributionIndex:
     """This runtime's index, rebuilt first if the registry generation moved. The
     generation is read at most every REFRESH_SECONDS, after a local commit, or with
-    ``check=True``."""
+    ``check=True``.
+
+    While one thread rebuilds (seconds for a million assignments), the others keep
+    answering from the previous index rather than queueing behind it, unless this
+    process committed a change that index does not hold yet (read-your-writes) or the
+    caller asked for ``check``."""
     holder = _holder(runtime)
     index = holder.index
-    if (
-        index is not None
-        and not check
-        and not holder.stale
-        and time.monotonic() - holder.checked_at < REFRESH_SECONDS
-    ):
+    if index is None or check or index.generation < holder.needed:
+        holder.lock.acquire()
+    elif holder.fresh():
         return index
-    with holder.lock:
-        # Cleared before reading, so a commit landing meanwhile marks it again.
-        holder.stale = False
-        with runtime.reading() as session:
-            generation = current_generation(session)
-            index = holder.index
-            if index is None or index.generation != generation:
-                index = build_index(session)
-        holder.index = index
-        holder.checked_at = time.monotonic()
-        return index
+    elif not holder.lock.acquire(blocking=False):
+        return index  # another thread is refreshing; this snapshot is good enough
+    try:
+        done = holder.index
+        if not check and done is not None and holder.fresh() and done.generation >= holder.needed:
+            return done  # refreshed by the thread this one waited for
+        return _refresh(runtime, holder)
+    finally:
+        holder.lock.release()
+
+
+def _refresh(runtime: Runtime, holder: _Holder) -> AttributionIndex:
+    """Read the generation and rebuild if it moved; the caller holds ``holder.lock``."""
+    # Cleared before reading, so a commit landing meanwhile marks it again.
+    holder.stale = False
+    with runtime.reading() as session:
+        generation = current_generation(session)
+        index = holder.index
+        if index is None or index.generation != generation:
+            index = build_index(session)
+    holder.index = index
+    holder.checked_at = time.monotonic()
+    return index
+
+
+def warm(runtime: Runtime) -> bool:
+    """Build or refresh the index ahead of lookups. A failure is logged, not raised (this
+    runs in a background thread): the next lookup then tries again and reports why."""
+    began = time.perf_counter()
+    holder = _holder(runtime)
+    before = holder.index
+    try:
+        index = current_index(runtime)
+    except Exception as exc:  # a background thread has nobody to raise to
+        log.warning("attribution.warm_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        return False
+    if index is not before:
+        log.info(
+            "attribution.warm",
+            assignments=index.assignments,
+            generation=index.generation,
+            seconds=round(time.perf_counter() - began, 3),
+        )
+    return True
+
+
+def keep_warm(runtime: Runtime, stop: threading.Event) -> None:
+    """Build the index now and keep it current until ``stop`` is set: the server runs
+    this in a thread, so the once-a-second generation check (and any rebuild after a
+    change made elsewhere) happens here rather than inside somebody's request."""
+    while not stop.is_set():
+        warm(runtime)
+        stop.wait(REFRESH_SECONDS / 2)
+
+
+def index_is_current(runtime: Runtime) -> bool:
+    """True when the next lookup will not touch the database (no generation check and
+    no rebuild due): an async caller may then answer without leaving the event loop."""
+    holder = _holder(runtime)
+    return holder.index is not None and holder.fresh()
 
 
 # --- the lookups ------------------------------------------------------------------------
@@ -543,40 +754,14 @@ def _lookup(
     if port is not None:
         block = index.nat_block(value, port, t_us)
         if block is not None:
-            target = netaddr.text_to_int(block.private_ip)
-            nat_used = NatUsed(
-                id=block.id,
-                public_ip=str(netaddr.int_to_address(value)),
-                port_start=block.port_start,
-                port_end=block.port_end,
-                private_ip=block.private_ip,
-                valid_from=from_epoch_us(block.from_us),
-                valid_to=None if block.to_us == _OPEN else from_epoch_us(block.to_us),
-            )
+            target = block.private_int
+            nat_used = NatUsed(block, value)
     found = index.locate(target, t_us)
     if found is None:
         return None
-    level, j = found
-    prefix = int(level.offsets.searchsorted(j, side="right")) - 1
-    start = (int(level.hi[prefix]) << 64) | int(level.lo[prefix])
-    to_us = int(level.to_us[j])
-    instance = int(level.instance_id[j])
-    customer = int(level.customer_id[j])
-    return Attribution(
-        ip=str(netaddr.int_to_address(value)),
-        at=moment,
-        port=port,
-        customer_id=customer,
-        instance_id=instance if instance >= 0 else None,
-        assignment=AssignmentInterval(
-            id=int(level.assignment_id[j]),
-            prefix=netaddr.prefix_text(start, level.length),
-            valid_from=from_epoch_us(int(level.from_us[j])),
-            valid_to=None if to_us == _OPEN else from_epoch_us(to_us),
-        ),
-        nat=nat_used,
-        domains=index.domains_at(customer, instance if instance >= 0 else None, t_us),
-    )
+    level, prefix, j = found
+    customer, instance, interval = level.interval(prefix, j)
+    return Attribution(index, value, moment, t_us, port, customer, instance, interval, nat_used)
 
 
 def nobody_hint(

@@ -93,6 +93,15 @@ def detect_format(path: Path, explicit: str | None) -> str:
     return fmt
 
 
+def check_format(fmt: str, use: Literal["import", "export"]) -> str:
+    """``fmt`` when it names a bulk format; the CLI and the API refuse others alike."""
+    if fmt not in FORMATS:
+        raise ValidationFailed(
+            f"'{fmt}' is not an {use} format.", hint=f"Use {' or '.join(FORMATS)}."
+        )
+    return fmt
+
+
 def read_rows(data: bytes, fmt: str) -> list[dict[str, str]]:
     """Rows as text dictionaries. JSON may be an array of objects or JSON lines."""
     try:

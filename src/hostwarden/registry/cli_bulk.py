@@ -12,17 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from hostwarden.cli.common import err, operator, out, print_json, state
 from hostwarden.errors import ValidationFailed
 from hostwarden.registry import bulk
-from hostwarden.registry.importers import EXPORT_COLUMNS, EXPORTERS, IMPORTERS
+from hostwarden.registry.importers import IMPORTERS, check_kind, export_chunks
 
 KINDS = ", ".join(IMPORTERS)
-
-
-def _kind(kind: str) -> str:
-    if kind not in IMPORTERS:
-        raise ValidationFailed(
-            f"'{kind}' is not something to import or export.", hint=f"Use one of: {KINDS}."
-        )
-    return kind
 
 
 def import_command(
@@ -42,7 +34,7 @@ def import_command(
 ) -> None:
     """Import records; upserts by external id. Any bad row stops the whole file (nothing is
     written) unless --skip-invalid. Exit 1 when any row was refused."""
-    importer = IMPORTERS[_kind(kind)]
+    importer = IMPORTERS[check_kind(kind)]
     if not file.is_file():
         raise ValidationFailed(f"{file} does not exist.", hint="Give the path of the file.")
     rows = bulk.read_rows(file.read_bytes(), bulk.detect_format(file, fmt))
@@ -91,19 +83,14 @@ def export_command(
 ) -> None:
     """Export records in the shape `hostwarden import` reads (phone and ID numbers are
     left out)."""
-    _kind(kind)
-    if fmt not in bulk.FORMATS:
-        raise ValidationFailed(f"'{fmt}' is not an export format.", hint="Use csv or json.")
-    runtime = state(ctx).runtime()
-    with runtime.reading() as session:
-        chunks = bulk.write_rows(EXPORTERS[kind](session), EXPORT_COLUMNS[kind], fmt)
-        if output is None:
-            for chunk in chunks:
-                sys.stdout.write(chunk)
-            return
-        partial = output.with_name(output.name + ".partial")
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        partial.replace(output)
+    chunks = export_chunks(state(ctx).runtime(), kind, fmt, operator())
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    partial = output.with_name(output.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    partial.replace(output)
     err.print(f"{kind} written to {output}.")

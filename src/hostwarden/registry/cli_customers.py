@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -307,6 +308,34 @@ def customer_scan_add(
         scan = scans.store_scan(op, customer_id, "identity", file.name, data, reason=reason)
         scan_id, digest = scan.id, scan.sha256
     out.print(f"Scan {scan_id} stored (sha256 {digest}).")
+
+
+@customer_app.command("scan-get")
+def customer_scan_get(
+    ctx: typer.Context,
+    scan_id: int,
+    output: Annotated[
+        Path, typer.Option("--out", "-o", help="File to write (must not exist yet).")
+    ],
+    reason: NeededReason = "",
+) -> None:
+    """Write a stored scan to a file after checking it against its SHA-256; the download
+    is recorded in the audit trail (so is a file found altered)."""
+    if output.exists():
+        raise ValidationFailed(
+            f"{output} already exists.", hint="Give a new file name or move that file away."
+        )
+    runtime = state(ctx).runtime()
+    found = scans.download_scan(runtime, operator(), scan_id, reason=reason)
+    # Owner-only from the first byte: the scan is an identity document.
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(found.data)
+    scan = found.scan
+    out.print(
+        f"Scan {scan.id} ({scan.purpose}, {scan.filename}, {scan.content_type}, "
+        f"{scan.size} bytes, sha256 {scan.sha256}) written to {output}."
+    )
 
 
 @customer_app.command("verify")

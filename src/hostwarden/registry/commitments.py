@@ -34,10 +34,10 @@ from hostwarden.core.auth import LOCALES
 from hostwarden.core.runtime import Operation, Runtime
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
 from hostwarden.errors import Conflict, NotFound, ValidationFailed
+from hostwarden.registry import customers
 from hostwarden.registry.models import (
     CommitmentAcceptance,
     CommitmentTemplate,
-    Customer,
     DocumentScan,
 )
 
@@ -102,15 +102,6 @@ def check_locale(locale: str) -> str:
             hint=f"Use one of: {', '.join(LOCALES)}.",
         )
     return locale
-
-
-def get_customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound(
-            f"no customer with id {customer_id}.", hint="List customers to find the right id."
-        )
-    return customer
 
 
 # --- templates ---------------------------------------------------------------------------
@@ -323,7 +314,7 @@ def accept(
         )
     clean_ip = _checked_ip(ip, method)
     session = op.session
-    get_customer(session, customer_id)
+    customers.get_customer(session, customer_id)
     current = current_version(session)
     if current is None:
         raise Conflict(
@@ -378,7 +369,7 @@ def get_acceptance(session: Session, acceptance_id: int) -> CommitmentAcceptance
 
 def list_acceptances(session: Session, customer_id: int) -> list[CommitmentAcceptance]:
     """A customer's acceptances, newest first."""
-    get_customer(session, customer_id)
+    customers.get_customer(session, customer_id)
     return list(
         session.scalars(
             select(CommitmentAcceptance)
@@ -469,7 +460,7 @@ def render_html(session: Session, acceptance_id: int) -> str:
     """The signed letter as HTML: the text the customer accepted and how they accepted it."""
     row = get_acceptance(session, acceptance_id)
     template = session.get(CommitmentTemplate, row.template_id)
-    customer = get_customer(session, row.customer_id)
+    customer = customers.get_customer(session, row.customer_id)
     assert template is not None  # a foreign key
     scan = session.get(DocumentScan, row.scan_id) if row.scan_id is not None else None
     labels = _LABELS[template.locale]

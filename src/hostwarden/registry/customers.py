@@ -10,8 +10,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, String, and_, func, literal_column, select, union_all
+from sqlalchemy.orm import Session, aliased
 
 from hostwarden.core.masking import mask_email, mask_id_number, mask_phone
 from hostwarden.core.rbac import Perm, permissions_for
@@ -277,6 +277,7 @@ def create_customer(
         status="pending",
         identity_status="unverified",
         terminated_for_abuse=False,
+        created_by=op.actor.name[:200],
     )
     _set_phone(op.runtime.vault, customer, _phone(phone))
     op.session.add(customer)
@@ -355,7 +356,8 @@ def set_status(
     op: Operation, customer_id: int, status: str, *, reason: str, for_abuse: bool = False
 ) -> Customer:
     """Move a customer along STATUS_TRANSITIONS; ``for_abuse`` marks a termination as one
-    that screening should hold new sign-ups against."""
+    that screening should hold new sign-ups against, and screens every customer not
+    terminated against this one at once."""
     customer = get_customer(op.session, customer_id)
     wanted = _choice(status, CUSTOMER_STATUSES, "customer status")
     why = required_reason(reason, "changing a customer's status")
@@ -369,12 +371,31 @@ def set_status(
             f"customer {customer.id} is {customer.status} and cannot become {wanted}.",
             hint=f"From {customer.status} the allowed statuses are: {allowed}.",
         )
+    _change_status(op, customer, wanted, reason=why, for_abuse=for_abuse)
+    if for_abuse:
+        screen_against(op, customer.id)
+    return customer
+
+
+def _change_status(
+    op: Operation,
+    customer: Customer,
+    wanted: str,
+    *,
+    reason: str,
+    for_abuse: bool = False,
+    cause: dict[str, object] | None = None,
+) -> None:
     before = {"status": customer.status, "terminated_for_abuse": customer.terminated_for_abuse}
     customer.status = wanted
     customer.terminated_for_abuse = for_abuse
-    after = {"status": customer.status, "terminated_for_abuse": customer.terminated_for_abuse}
-    op.audit("customer.status", "customer", customer.id, before=before, after=after, reason=why)
-    return customer
+    after: dict[str, object] = {
+        "status": customer.status,
+        "terminated_for_abuse": customer.terminated_for_abuse,
+    }
+    if cause:
+        after.update(cause)
+    op.audit("customer.status", "customer", customer.id, before=before, after=after, reason=reason)
 
 
 def search_customers(
@@ -537,40 +558,55 @@ def reveal(op: Operation, customer_id: int) -> PiiView:
 # --- ban-evasion screening --------------------------------------------------------------
 
 
-def _matches(session: Session, customer: Customer) -> dict[int, set[str]]:
-    """For each customer terminated for abuse who shares something with ``customer``: the
-    names of what they share."""
-    banned = (
-        select(Customer.id)
-        .where(Customer.terminated_for_abuse.is_(True), Customer.id != customer.id)
-        .scalar_subquery()
-    )
-    found: dict[int, set[str]] = defaultdict(set)
-    indexes = list(
-        session.scalars(
-            select(IdentityDocument.number_bidx).where(IdentityDocument.customer_id == customer.id)
+#: Customer columns screening compares, under the attribute names flags use. ID numbers
+#: are compared through identity_documents.number_bidx as "id_number".
+_COMPARED_COLUMNS = (
+    ("phone", "phone_bidx"),
+    ("email", "email_norm"),
+    ("payment_fingerprint", "payment_fingerprint"),
+    ("device_fingerprint", "device_fingerprint"),
+    ("signup_ip", "signup_ip"),
+)
+#: The two sides of a screening comparison: a customer who may be a banned one returning,
+#: and a customer terminated for abuse.
+_CANDIDATE = aliased(Customer, name="candidate")
+_BANNED = aliased(Customer, name="banned")
+_CANDIDATE_DOCUMENT = aliased(IdentityDocument, name="candidate_document")
+_BANNED_DOCUMENT = aliased(IdentityDocument, name="banned_document")
+
+
+def _shared(session: Session, pairs: ColumnElement[bool]) -> dict[tuple[int, int], set[str]]:
+    """(candidate id, banned id) → names of what they share, for the pairs of customers
+    that ``pairs`` (a condition on _CANDIDATE and _BANNED) selects. One query in SQL on
+    the indexed blind indexes and normalised columns: no value is loaded or decrypted."""
+    pair = and_(pairs, _BANNED.terminated_for_abuse.is_(True), _CANDIDATE.id != _BANNED.id)
+    parts: list[Select[str, int, int]] = [
+        select(
+            literal_column("'id_number'", String).label("attribute"),
+            _CANDIDATE.id.label("candidate_id"),
+            _BANNED.id.label("banned_id"),
         )
-    )
-    if indexes:
-        for other in session.scalars(
-            select(IdentityDocument.customer_id).where(
-                IdentityDocument.number_bidx.in_(indexes), IdentityDocument.customer_id.in_(banned)
+        .select_from(_CANDIDATE_DOCUMENT)
+        .join(_BANNED_DOCUMENT, _BANNED_DOCUMENT.number_bidx == _CANDIDATE_DOCUMENT.number_bidx)
+        .join(_CANDIDATE, _CANDIDATE.id == _CANDIDATE_DOCUMENT.customer_id)
+        .join(_BANNED, _BANNED.id == _BANNED_DOCUMENT.customer_id)
+        .where(pair)
+    ]
+    for attribute, column in _COMPARED_COLUMNS:
+        mine, theirs = getattr(_CANDIDATE, column), getattr(_BANNED, column)
+        parts.append(
+            select(
+                literal_column(f"'{attribute}'", String).label("attribute"),
+                _CANDIDATE.id.label("candidate_id"),
+                _BANNED.id.label("banned_id"),
             )
-        ):
-            found[other].add("id_number")
-    for attribute, column, value in (
-        ("phone", Customer.phone_bidx, customer.phone_bidx),
-        ("email", Customer.email_norm, customer.email_norm),
-        ("payment_fingerprint", Customer.payment_fingerprint, customer.payment_fingerprint),
-        ("device_fingerprint", Customer.device_fingerprint, customer.device_fingerprint),
-        ("signup_ip", Customer.signup_ip, customer.signup_ip),
-    ):
-        if not value:
-            continue
-        for other in session.scalars(
-            select(Customer.id).where(column == value, Customer.id.in_(banned))
-        ):
-            found[other].add(attribute)
+            .select_from(_CANDIDATE)
+            .join(_BANNED, and_(theirs == mine, mine != ""))
+            .where(pair)
+        )
+    found: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for attribute, candidate_id, banned_id in session.execute(union_all(*parts)):
+        found[(candidate_id, banned_id)].add(attribute)
     return found
 
 
@@ -585,17 +621,30 @@ def _ordered(names: set[str]) -> list[str]:
 
 def screen(op: Operation, customer_id: int) -> list[BanEvasionFlag]:
     """Compare a customer with every customer terminated for abuse; open one flag per
-    matched customer naming the matched attributes. An open flag for the same pair grows
-    instead of doubling; a resolved flag is not raised again for the same evidence.
-    Returns the flags opened or grown."""
+    matched customer naming the matched attributes. Returns the flags opened or grown."""
     customer = get_customer(op.session, customer_id)
+    return _raise_flags(op, _shared(op.session, _CANDIDATE.id == customer.id))
+
+
+def screen_against(op: Operation, banned_id: int) -> list[BanEvasionFlag]:
+    """Compare every customer not terminated with ``banned_id``, just terminated for abuse:
+    whoever shares something with them gets a flag, as at sign-up. Returns the flags
+    opened or grown."""
+    op.session.flush()  # the termination itself must be visible to the query
+    candidates = and_(_BANNED.id == banned_id, _CANDIDATE.status != "terminated")
+    return _raise_flags(op, _shared(op.session, candidates))
+
+
+def _raise_flags(op: Operation, found: dict[tuple[int, int], set[str]]) -> list[BanEvasionFlag]:
+    """One flag per (candidate, banned) pair. An open flag for the same pair grows instead
+    of doubling; a resolved flag is not raised again for the same evidence."""
     touched: list[BanEvasionFlag] = []
-    for matched_id, names in sorted(_matches(op.session, customer).items()):
+    for (customer_id, matched_id), names in sorted(found.items()):
         earlier = list(
             op.session.scalars(
                 select(BanEvasionFlag)
                 .where(
-                    BanEvasionFlag.customer_id == customer.id,
+                    BanEvasionFlag.customer_id == customer_id,
                     BanEvasionFlag.matched_customer_id == matched_id,
                 )
                 .order_by(BanEvasionFlag.id)
@@ -619,7 +668,7 @@ def screen(op: Operation, customer_id: int) -> list[BanEvasionFlag]:
         if any(names <= set(flag_attributes(f)) for f in earlier):
             continue
         flag = BanEvasionFlag(
-            customer_id=customer.id,
+            customer_id=customer_id,
             matched_customer_id=matched_id,
             attributes=json.dumps(_ordered(names)),
             status="open",
@@ -631,7 +680,7 @@ def screen(op: Operation, customer_id: int) -> list[BanEvasionFlag]:
             "ban_evasion_flag",
             flag.id,
             after={
-                "customer_id": customer.id,
+                "customer_id": customer_id,
                 "matched_customer_id": matched_id,
                 "attributes": _ordered(names),
             },
@@ -654,7 +703,8 @@ def list_flags(
 
 
 def resolve_flag(op: Operation, flag_id: int, resolution: str, reason: str) -> BanEvasionFlag:
-    """Close a flag as cleared (not the same person) or confirmed (ban evasion)."""
+    """Close a flag as cleared (not the same person) or confirmed (ban evasion). Confirming
+    also restricts a pending or active customer, in the same unit of work."""
     require_permission(op, Perm.KYC_REVIEW, "resolving a ban-evasion flag")
     outcome = _choice(resolution, FLAG_RESOLUTIONS, "flag resolution")
     why = required_reason(reason, "resolving a ban-evasion flag")
@@ -677,4 +727,28 @@ def resolve_flag(op: Operation, flag_id: int, resolution: str, reason: str) -> B
         after={"status": outcome, "customer_id": flag.customer_id},
         reason=why,
     )
+    if outcome == "confirmed":
+        _restrict_for_evasion(op, flag)
     return flag
+
+
+#: Statuses a confirmed ban evasion moves to restricted; the others already allow no new
+#: servers and are left as they are.
+_RESTRICTED_ON_EVASION = ("pending", "active")
+
+
+def _restrict_for_evasion(op: Operation, flag: BanEvasionFlag) -> None:
+    """A confirmed ban evasion restricts the customer (no new servers; the gate also
+    refuses on the confirmed flag itself), audited as automation with the flag as reason."""
+    customer = get_customer(op.session, flag.customer_id)
+    if customer.status not in _RESTRICTED_ON_EVASION:
+        return
+    with op.automated("registry"):
+        _change_status(
+            op,
+            customer,
+            "restricted",
+            reason=f"ban-evasion flag #{flag.id} confirmed: matches customer "
+            f"{flag.matched_customer_id}, terminated for abuse",
+            cause={"ban_evasion_flag": flag.id},
+        )

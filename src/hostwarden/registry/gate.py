@@ -8,7 +8,9 @@ The checks, each reported with ok and a detail whatever the others say:
 - ``status``: the account may receive new servers. ``pending`` and ``active`` may;
   ``restricted`` may not (a restricted customer keeps what it has but gets nothing new
   until the restriction is lifted), nor may ``suspended`` or ``terminated``.
-- ``ban_evasion``: no open ban-evasion flag says this may be a banned customer returning.
+- ``ban_evasion``: no open ban-evasion flag says this may be a banned customer returning,
+  and no confirmed one says it is. Confirming a flag also restricts the account, but the
+  confirmed flag keeps the gate shut even if the restriction is lifted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 from hostwarden.core.runtime import Operation
 from hostwarden.core.timeutil import isoformat, utcnow
 from hostwarden.errors import NotFound, ValidationFailed
-from hostwarden.registry import commitments
+from hostwarden.registry import commitments, customers
 from hostwarden.registry.models import BanEvasionFlag, Customer, ProvisioningDecision
 
 #: Customer statuses that may receive new servers.
@@ -67,7 +69,7 @@ def find_customer(
             hint="customer_id is hostwarden's number; external_id the billing system's.",
         )
     if customer_id is not None:
-        return commitments.get_customer(session, customer_id)
+        return customers.get_customer(session, customer_id)
     assert external_id is not None
     customer = session.scalar(select(Customer).where(Customer.external_id == external_id.strip()))
     if customer is None:
@@ -132,25 +134,39 @@ def _status(customer: Customer) -> Reason:
     )
 
 
-def _ban_evasion(session: Session, customer: Customer) -> Reason:
-    flags = list(
-        session.scalars(
-            select(BanEvasionFlag)
-            .where(BanEvasionFlag.customer_id == customer.id, BanEvasionFlag.status == "open")
-            .order_by(BanEvasionFlag.id)
-        )
-    )
-    if not flags:
-        return Reason("ban_evasion", True, "no open ban-evasion flag")
-    described = "; ".join(
+def _describe_flags(flags: list[BanEvasionFlag]) -> str:
+    return "; ".join(
         f"#{f.id} matches customer {f.matched_customer_id} on "
         f"{', '.join(json.loads(f.attributes)) or 'unknown attributes'}"
         for f in flags
     )
+
+
+def _ban_evasion(session: Session, customer: Customer) -> Reason:
+    flags = list(
+        session.scalars(
+            select(BanEvasionFlag)
+            .where(
+                BanEvasionFlag.customer_id == customer.id,
+                BanEvasionFlag.status.in_(("open", "confirmed")),
+            )
+            .order_by(BanEvasionFlag.id)
+        )
+    )
+    if not flags:
+        return Reason("ban_evasion", True, "no open or confirmed ban-evasion flag")
+    confirmed = [f for f in flags if f.status == "confirmed"]
+    if confirmed:
+        return Reason(
+            "ban_evasion",
+            False,
+            f"ban evasion confirmed by flag(s) {_describe_flags(confirmed)}; "
+            "no new servers for a banned customer returning",
+        )
     return Reason(
         "ban_evasion",
         False,
-        f"open ban-evasion flag(s) {described}; clear or confirm them first",
+        f"open ban-evasion flag(s) {_describe_flags(flags)}; clear or confirm them first",
     )
 
 
@@ -204,7 +220,7 @@ def list_decisions(
     session: Session, customer_id: int, *, limit: int = 100
 ) -> list[ProvisioningDecision]:
     """A customer's decisions, newest first."""
-    commitments.get_customer(session, customer_id)
+    customers.get_customer(session, customer_id)
     return list(
         session.scalars(
             select(ProvisioningDecision)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hostwarden.core.runtime import Operation
+from hostwarden.core.runtime import Actor, Operation, Runtime
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import HostwardenError, ValidationFailed
-from hostwarden.registry import customers, inventory, netaddr
+from hostwarden.registry import bulk, customers, inventory, netaddr
 from hostwarden.registry.bulk import Importer, Outcome, RowProblem
 from hostwarden.registry.models import (
     CUSTOMER_KINDS,
@@ -372,9 +372,48 @@ IMPORTERS: dict[str, Importer] = {
 EXPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     kind: tuple(c for c in importer.columns if c != "phone") for kind, importer in IMPORTERS.items()
 }
-EXPORTERS = {
+EXPORTERS: dict[str, Callable[[Session], Iterator[dict[str, Any]]]] = {
     "customers": export_customers,
     "ranges": export_ranges,
     "instances": export_instances,
     "assignments": export_assignments,
 }
+KINDS = tuple(IMPORTERS)
+
+
+def unknown_kind(kind: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"'{kind}' is not something to import or export.",
+        hint=f"Use one of: {', '.join(KINDS)}.",
+    )
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` when it is something to import or export; the CLI and the API refuse
+    others alike."""
+    if kind not in IMPORTERS:
+        raise unknown_kind(kind)
+    return kind
+
+
+def export_chunks(runtime: Runtime, kind: str, fmt: str, actor: Actor) -> Iterator[str]:
+    """The export of ``kind`` as text chunks. Kind and format are checked at the call, so
+    a caller can refuse before it starts answering; the rows are read lazily, in one
+    read-only session that stays open while the chunks are consumed. The export itself is
+    audited (who took which records out), before the first row leaves."""
+    exporter, columns = EXPORTERS[check_kind(kind)], EXPORT_COLUMNS[kind]
+    bulk.check_format(fmt, "export")
+    with runtime.operation(actor) as op:
+        op.audit(
+            "registry.export",
+            "registry_export",
+            kind,
+            after={"kind": kind, "format": fmt},
+            reason=f"bulk export of {kind}",
+        )
+
+    def chunks() -> Iterator[str]:
+        with runtime.reading() as session:
+            yield from bulk.write_rows(exporter(session), columns, fmt)
+
+    return chunks()

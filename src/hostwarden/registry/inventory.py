@@ -130,7 +130,7 @@ def _begin_write(op: Operation) -> int:
     value = int(op.session.execute(stmt).scalar_one())
     from hostwarden.registry import attribution
 
-    attribution.refresh_after_commit(op)
+    attribution.refresh_after_commit(op, value)
     return value
 
 

@@ -42,6 +42,8 @@ class Customer(Base):
     device_fingerprint: Mapped[str] = mapped_column(String(128), default="", index=True)
     payment_fingerprint: Mapped[str] = mapped_column(String(128), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: Actor who admitted the customer; they may not also approve its verification.
+    created_by: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -89,6 +91,8 @@ class VerificationRequest(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     provider_reference: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: Actor who asked for the verification; they may not also approve it.
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     decided_by: Mapped[str] = mapped_column(String(200), default="")
 

@@ -7,12 +7,15 @@ import contextlib
 import hashlib
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from hostwarden.core.runtime import Operation, Runtime
+from hostwarden.core.rbac import Perm
+from hostwarden.core.runtime import Actor, Operation, Runtime
 from hostwarden.errors import IntegrityBroken, NotFound, ValidationFailed
+from hostwarden.registry import customers
 from hostwarden.registry.models import Customer, DocumentScan
 
 SCANS_DIR = "scans"
@@ -135,19 +138,89 @@ def get_scan(session: Session, scan_id: int) -> DocumentScan:
     return scan
 
 
+class ScanFileBroken(IntegrityBroken):
+    """The stored file of a scan is gone or no longer hashes to the recorded SHA-256."""
+
+    def __init__(self, message: str, *, hint: str, found_sha256: str | None) -> None:
+        super().__init__(message, hint=hint)
+        #: SHA-256 of the bytes found instead; None when the file is missing.
+        self.found_sha256 = found_sha256
+
+
 def read_scan(runtime: Runtime, scan: DocumentScan) -> bytes:
     """The stored bytes, checked against the recorded hash."""
     path = scan_path(runtime, scan.sha256)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise NotFound(
+        raise ScanFileBroken(
             f"the file of scan {scan.id} is missing from {path.parent}.",
             hint="Restore the data directory's scans/ folder from backup.",
+            found_sha256=None,
         ) from None
-    if hashlib.sha256(data).hexdigest() != scan.sha256:
-        raise IntegrityBroken(
+    found = hashlib.sha256(data).hexdigest()
+    if found != scan.sha256:
+        raise ScanFileBroken(
             f"the file of scan {scan.id} no longer matches its recorded SHA-256.",
             hint="Restore it from backup and find out who changed it.",
+            found_sha256=found,
         )
     return data
+
+
+@dataclass(frozen=True)
+class ScanDownload:
+    scan: DocumentScan
+    data: bytes
+
+
+def download_scan(
+    runtime: Runtime,
+    actor: Actor,
+    scan_id: int,
+    *,
+    reason: str,
+    customer_id: int | None = None,
+    purpose: str | None = None,
+) -> ScanDownload:
+    """A stored scan's bytes, re-hashed against the recorded SHA-256, for pii:view only.
+
+    Every download is an audit entry with its reason, and so is a file found missing or
+    altered: that entry is committed before the error is raised, so a failed check is
+    never lost with a rolled-back transaction. ``customer_id`` and ``purpose``, when
+    given, must match the scan (as the API path names them)."""
+    why = customers.required_reason(reason, "downloading a document scan")
+    broken: ScanFileBroken | None = None
+    data = b""
+    with runtime.operation(actor) as op:
+        customers.require_permission(op, Perm.PII_VIEW, "downloading a document scan")
+        scan = get_scan(op.session, scan_id)
+        if customer_id not in (None, scan.customer_id) or purpose not in (None, scan.purpose):
+            raise NotFound(
+                f"no {purpose or 'document'} scan {scan_id} of customer "
+                f"{customer_id or scan.customer_id}.",
+                hint="The customer's details list their scans.",
+            )
+        recorded = {
+            "customer_id": scan.customer_id,
+            "purpose": scan.purpose,
+            "filename": scan.filename,
+            "sha256": scan.sha256,
+        }
+        try:
+            data = read_scan(runtime, scan)
+        except ScanFileBroken as exc:
+            broken = exc
+            found = exc.found_sha256 or "missing"
+            op.audit(
+                "scan.integrity_failure",
+                "document_scan",
+                scan.id,
+                after={**recorded, "found_sha256": found},
+                reason=why,
+            )
+        else:
+            op.audit("scan.download", "document_scan", scan.id, after=recorded, reason=why)
+    if broken is not None:
+        raise broken
+    return ScanDownload(scan, data)

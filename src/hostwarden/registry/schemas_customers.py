@@ -116,6 +116,7 @@ class VerificationOut(BaseModel):
     reason: str
     provider_reference: str
     created_at: datetime
+    requested_by: str
     decided_at: datetime | None
     decided_by: str
 
@@ -129,6 +130,7 @@ class VerificationOut(BaseModel):
             reason=r.reason,
             provider_reference=r.provider_reference,
             created_at=r.created_at,
+            requested_by=r.requested_by,
             decided_at=r.decided_at,
             decided_by=r.decided_by,
         )

@@ -10,6 +10,11 @@ The ``http`` provider reads at call time:
 - ``HOSTWARDEN_IDV_HTTP_URL``: where to POST (https, or http to a loopback address only);
 - ``HOSTWARDEN_IDV_HTTP_TOKEN``: sent as ``Authorization: Bearer …`` when set;
 - ``HOSTWARDEN_IDV_HTTP_TIMEOUT``: seconds to wait for the answer (default 10).
+
+A person's approval follows the four-eyes rule (``registry.four_eyes_verification``, on by
+default): whoever requested the verification or created the customer may not approve it.
+Rejecting is not restricted: it grants nothing, and lets the requester withdraw a request
+made by mistake.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hostwarden.core.config import Settings
 from hostwarden.core.rbac import Perm
 from hostwarden.core.runtime import Actor, Operation, Runtime
 from hostwarden.core.timeutil import utcnow
 from hostwarden.errors import Conflict, HostwardenError, NotFound, ValidationFailed
 from hostwarden.registry import customers
-from hostwarden.registry.models import VerificationRequest
+from hostwarden.registry.models import Customer, VerificationRequest
 
 PROVIDER_GROUP = "hostwarden.identity_providers"
 ProviderStatus = Literal["pending", "approved", "rejected", "error"]
@@ -78,6 +84,11 @@ class ProviderUnavailable(HostwardenError):
     code = "provider-unavailable"
     title = "Identity provider unavailable"
     status = 500
+
+
+class FourEyesRequired(Conflict):
+    code = "four-eyes-required"
+    title = "Another reviewer must approve"
 
 
 def available_providers() -> list[str]:
@@ -257,7 +268,12 @@ def _open_request(
             hint="Add an identity document first.",
         )
     vault = op.runtime.vault
-    request = VerificationRequest(customer_id=customer.id, provider=provider, status="pending")
+    request = VerificationRequest(
+        customer_id=customer.id,
+        provider=provider,
+        status="pending",
+        requested_by=op.actor.name[:200],
+    )
     op.session.add(request)
     op.session.flush()
     before = customer.identity_status
@@ -374,11 +390,37 @@ def _decide(
     return request
 
 
+def four_eyes_conflict(
+    settings: Settings, request: VerificationRequest, customer: Customer, reviewer: str
+) -> str:
+    """What ``reviewer`` did that bars them from approving ``request`` under the four-eyes
+    rule ("requested this verification", …), or "" when they may approve it."""
+    if not settings.registry.four_eyes_verification:
+        return ""
+    done = []
+    if request.requested_by == reviewer:
+        done.append("requested this verification")
+    if customer.created_by == reviewer:
+        done.append(f"created customer {customer.id}")
+    return " and ".join(done)
+
+
 def approve(op: Operation, request_id: int, reason: str) -> VerificationRequest:
-    """A reviewer accepts the identity: the customer becomes verified and is screened."""
+    """A reviewer accepts the identity: the customer becomes verified and is screened.
+    The reviewer must be another person than whoever requested it or created the customer."""
     customers.require_permission(op, Perm.KYC_REVIEW, "approving identity verification")
     why = customers.required_reason(reason, "approving identity verification")
-    return _decide(op, get_request(op.session, request_id), "approved", why, op.actor.name)
+    request = get_request(op.session, request_id)
+    if request.status == "pending":  # otherwise _decide says it is already decided
+        customer = customers.get_customer(op.session, request.customer_id)
+        done = four_eyes_conflict(op.runtime.settings, request, customer, op.actor.name)
+        if done:
+            raise FourEyesRequired(
+                f"you ({op.actor.name}) {done}; the same person may not also approve "
+                f"verification request {request.id}.",
+                hint="Another reviewer must approve: identity verification needs four eyes.",
+            )
+    return _decide(op, request, "approved", why, op.actor.name)
 
 
 def reject(op: Operation, request_id: int, reason: str) -> VerificationRequest:

@@ -77,10 +77,20 @@ def _review(
     notice: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    with runtime_of(request).reading() as session:
+    runtime = runtime_of(request)
+    with runtime.reading() as session:
         pending = verification.list_requests(session, status="pending")
-        names = {
-            r.customer_id: customers.get_customer(session, r.customer_id).name for r in pending
+        applicants = {
+            r.customer_id: customers.get_customer(session, r.customer_id) for r in pending
+        }
+        names = {customer_id: c.name for customer_id, c in applicants.items()}
+        # Requests this reviewer may not approve (four eyes): the button is shown disabled.
+        barred = {
+            r.id
+            for r in pending
+            if verification.four_eyes_conflict(
+                runtime.settings, r, applicants[r.customer_id], who.username
+            )
         }
         flags = customers.list_flags(session, status="open")
     return render(
@@ -89,6 +99,7 @@ def _review(
         {
             "pending": pending,
             "names": names,
+            "barred": barred,
             "flags": flags,
             "error": error,
             "notice": notice,
