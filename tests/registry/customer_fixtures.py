@@ -33,6 +33,20 @@ def count(runtime: Runtime, model: type[Base]) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
 
+def assert_loaded_and_attributed(runtime: Runtime, assignments: int) -> None:
+    """The sample registry files (two customers, ranges and instances) are in, and
+    203.0.113.7 changed hands between January and February."""
+    from hostwarden.registry import attribution
+    from hostwarden.registry.models import Customer, Instance, IpAssignment, IpRange
+
+    loaded = tuple(count(runtime, m) for m in (Customer, IpRange, Instance, IpAssignment))
+    assert loaded == (2, 2, 2, assignments)
+    january = attribution.attribute(runtime, "203.0.113.7", "2026-01-15T00:00:00+08:00")
+    february = attribution.attribute(runtime, "203.0.113.7", "2026-02-15T00:00:00+08:00")
+    assert january is not None and february is not None
+    assert january.customer_id != february.customer_id
+
+
 def audit_actions(runtime: Runtime) -> list[str]:
     with runtime.reading() as session:
         return list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))

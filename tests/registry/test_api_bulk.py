@@ -15,10 +15,9 @@ from sqlalchemy import func, select
 from hostwarden.core import audit
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.runtime import Runtime
-from hostwarden.registry import attribution
-from hostwarden.registry.models import Customer, Instance, IpAssignment, IpRange
+from hostwarden.registry.models import Customer, Instance, IpRange
 from tests.conftest import make_token, make_user
-from tests.registry.customer_fixtures import count
+from tests.registry.customer_fixtures import assert_loaded_and_attributed, count
 
 API = "/api/v1/registry"
 CUSTOMERS = """external_id,kind,name,email,phone,risk_tier
@@ -96,16 +95,7 @@ def loaded(runtime: Runtime, client: TestClient, sales: dict[str, str]) -> Runti
 def test_a_provider_loads_its_registry_over_the_api_and_attribution_works(
     loaded: Runtime,
 ) -> None:
-    assert (
-        count(loaded, Customer),
-        count(loaded, IpRange),
-        count(loaded, Instance),
-        count(loaded, IpAssignment),
-    ) == (2, 2, 2, 2)
-    january = attribution.attribute(loaded, "203.0.113.7", "2026-01-15T00:00:00+08:00")
-    february = attribution.attribute(loaded, "203.0.113.7", "2026-02-15T00:00:00+08:00")
-    assert january is not None and february is not None
-    assert january.customer_id != february.customer_id
+    assert_loaded_and_attributed(loaded, assignments=2)
 
 
 def test_the_answer_is_the_report_the_cli_prints(

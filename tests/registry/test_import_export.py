@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from hostwarden.cli.main import app
 from hostwarden.core import audit
 from hostwarden.core.runtime import Runtime
 from hostwarden.registry import attribution
-from hostwarden.registry.models import Customer, Instance, IpAssignment, IpRange
+from hostwarden.registry.models import Customer, Instance, IpAssignment
+from tests.registry.customer_fixtures import assert_loaded_and_attributed, count
 
 runner = CliRunner()
 
@@ -44,11 +45,6 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def count(runtime: Runtime, model: type) -> int:
-    with runtime.reading() as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
-
-
 @pytest.fixture
 def loaded(runtime: Runtime, tmp_path: Path) -> Runtime:
     for kind, text in (
@@ -65,16 +61,7 @@ def loaded(runtime: Runtime, tmp_path: Path) -> Runtime:
 def test_a_provider_loads_its_registry_from_files_and_attribution_works(
     loaded: Runtime,
 ) -> None:
-    assert (
-        count(loaded, Customer),
-        count(loaded, IpRange),
-        count(loaded, Instance),
-        count(loaded, IpAssignment),
-    ) == (2, 2, 2, 3)
-    january = attribution.attribute(loaded, "203.0.113.7", "2026-01-15T00:00:00+08:00")
-    february = attribution.attribute(loaded, "203.0.113.7", "2026-02-15T00:00:00+08:00")
-    assert january is not None and february is not None
-    assert january.customer_id != february.customer_id
+    assert_loaded_and_attributed(loaded, assignments=3)
     with loaded.reading() as session:
         phone = session.scalar(select(Customer.phone_enc).where(Customer.external_id == "C-1"))
     assert phone is not None and b"13812345678" not in phone, "phones are encrypted at rest"
