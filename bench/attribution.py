@@ -281,7 +281,16 @@ def run_api(
     port = free_port()
     env = {**os.environ, "HOSTWARDEN_HOME": str(home), "HOSTWARDEN_LOGGING__LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "hostwarden", "serve", "--port", str(port), "--no-scheduler"],
+        [
+            sys.executable,
+            "-m",
+            "hostwarden",
+            "serve",
+            "--port",
+            str(port),
+            "--no-scheduler",
+            "--no-collectors",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

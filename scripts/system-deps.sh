@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives: chromium for the console's browser
-# tests and CJK fonts so Chinese pages render in screenshots. Idempotent and quiet when
+# tests, CJK fonts so Chinese pages render in screenshots, and the flow tools (tshark,
+# softflowd, pmacct, nfdump). Idempotent and quiet when
 # everything is present.
 #   --runtime   only what `hostwarden serve` needs (used by `make run`): pango for
 #               WeasyPrint's PDFs of commitment letters, CJK fonts for their Chinese text.
@@ -13,6 +14,13 @@ dpkg -s libpangoft2-1.0-0 >/dev/null 2>&1 || need+=(libpangoft2-1.0-0)
 if [ "${1:-}" != "--runtime" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+  # Flow tests and benchmarks: real exporters make the fixtures, tshark checks every
+  # decoded field, nfdump (nfcapd) is the peer the collector is measured against.
+  command -v tshark >/dev/null 2>&1 || need+=(tshark)
+  command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+  command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
+  command -v pmacctd >/dev/null 2>&1 || need+=(pmacct)
+  command -v nfcapd >/dev/null 2>&1 || need+=(nfdump)
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

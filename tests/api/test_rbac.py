@@ -22,6 +22,7 @@ READERS = frozenset({"admin", "auditor"})
 AUDIT = frozenset({"admin", "compliance", "legal", "auditor"})
 WRITERS_OF_OWN = ALL - {"auditor"}
 INVENTORY = frozenset({"admin", "sales", "noc"})
+LEGAL_HOLDS = frozenset({"admin", "compliance", "legal"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -137,6 +138,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/registry/export/instances"): ALL,
     ("GET", "/api/v1/registry/export/assignments"): ALL,
     ("GET", "/api/v1/registry/export/{kind}"): ALL,
+    # legal holds on flow records (issue #5): auditors read them, as every *:read
+    ("GET", "/api/v1/legal-holds"): LEGAL_HOLDS | {"auditor"},
+    ("POST", "/api/v1/legal-holds"): LEGAL_HOLDS,
+    ("POST", "/api/v1/legal-holds/{hold_id}/release"): LEGAL_HOLDS,
 }
 # FastAPI's own documentation routes carry no dependencies; they publish the OpenAPI spec.
 FRAMEWORK_ROUTES = {"/api/v1/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
@@ -159,6 +164,7 @@ def concrete(path: str) -> str:
     for name in ("{instance_id}", "{assignment_id}", "{nat_id}", "{domain_id}"):
         path = path.replace(name, "999999")
     path = path.replace("{request_id}", "999999").replace("{flag_id}", "999999")
+    path = path.replace("{hold_id}", "999999")
     return path.replace("{user_id}", "1").replace("{token_id}", "999999")
 
 

@@ -16,12 +16,14 @@ from hostwarden.api import problems, system
 from hostwarden.api.middleware import HttpMetrics, RequestContextMiddleware
 from hostwarden.core import api as core_api
 from hostwarden.core.runtime import Runtime
+from hostwarden.flows.collector import CollectorMetrics
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
+    from hostwarden.flows import api_holds
     from hostwarden.registry import (
         api_admission,
         api_bulk,
@@ -47,6 +49,7 @@ def routers() -> list[APIRouter]:
         api_inventory.inventory_router,
         api_webhooks.router,
         api_bulk.router,
+        api_holds.router,
         registry_web.router,
         web_routes.router,
     ]
@@ -95,6 +98,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = False) -> FastAPI:
     )
     registry = CollectorRegistry()
     registry.register(system.DomainCollector(runtime))
+    registry.register(CollectorMetrics(runtime.settings))
     app.state.runtime = runtime
     app.state.metrics_registry = registry
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))

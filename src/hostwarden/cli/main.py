@@ -35,11 +35,14 @@ from hostwarden.core import audit, auth, migrate
 from hostwarden.core.audit import canonical_json
 from hostwarden.core.config import mask_database_url
 from hostwarden.core.db import Database
+from hostwarden.core.logs import configure_logging
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.setup import init as init_home
 from hostwarden.core.setup import is_initialised
 from hostwarden.core.timeutil import isoformat, parse_time
 from hostwarden.errors import HostwardenError
+from hostwarden.flows import cli_logs
+from hostwarden.flows.cli import flows_app
 from hostwarden.registry import cli_admission, cli_bulk, cli_customers, cli_inventory, cli_webhooks
 
 app = typer.Typer(
@@ -66,6 +69,8 @@ app.add_typer(cli_customers.registry_app, name="registry")
 app.add_typer(cli_customers.customer_app, name="customer")
 app.add_typer(cli_inventory.inventory_app, name="inventory")
 app.add_typer(cli_webhooks.app, name="webhook")
+app.add_typer(cli_logs.logs_app, name="logs")
+app.add_typer(flows_app, name="flows")
 app.command("import")(cli_bulk.import_command)
 app.command("export")(cli_bulk.export_command)
 app.command("attribute")(cli_inventory.attribute_command)
@@ -86,6 +91,14 @@ def root(
     ] = None,
 ) -> None:
     ctx.obj = CliState(home, config)
+    # Log lines go to stderr, masked, so that --json output on stdout stays parseable and
+    # personal data never reaches a terminal unmasked; a one-shot command only says what
+    # went wrong (WARNING) unless HOSTWARDEN_LOGGING__LEVEL asks for more. `serve` and
+    # `flows collect` configure again from the settings.
+    level = os.environ.get("HOSTWARDEN_LOGGING__LEVEL", "WARNING").upper()
+    configure_logging(
+        level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING", "console"
+    )
 
 
 @app.command()
@@ -123,12 +136,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (server.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (server.port).")] = None,
     scheduler: Annotated[bool, typer.Option(help="Run scheduled jobs in this process.")] = True,
+    collectors: Annotated[
+        bool, typer.Option(help="Start the flow collectors ([flows] listeners) too.")
+    ] = True,
 ) -> None:
     """Serve the API and the web console."""
     import uvicorn
 
     from hostwarden.api.app import create_app
-    from hostwarden.core.logs import configure_logging
     from hostwarden.registry import attribution
 
     cli = state(ctx)
@@ -161,15 +176,27 @@ def serve(
     ).start()
     # Everything built so far lives as long as the process: moving it out of the
     # collector's generations keeps full collections (latency spikes) short.
+    group = None
+    if collectors:
+        from hostwarden.flows.collector import CollectorGroup
+
+        group = CollectorGroup(settings, cli.config)
+        group.start()
+        listening = ", ".join(f"{x.protocol} udp/{x.port}" for x in settings.flows.listeners)
+        out.print(f"flow collectors: {settings.flows.workers} worker(s) on {listening}")
     gc.collect()
     gc.freeze()
-    uvicorn.run(
-        app,
-        host=bind_host,
-        port=bind_port,
-        log_config=None,
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if group is not None:
+            group.stop()
 
 
 @db_app.command("upgrade")

@@ -155,19 +155,20 @@ def _checkpoint_dict(cp: AuditCheckpoint) -> dict[str, Any]:
     }
 
 
-def publish_head(runtime: Runtime, checkpoint: dict[str, Any]) -> None:
+def publish_head(runtime: Runtime, checkpoint: dict[str, Any], file_name: str = HEAD_FILE) -> None:
     """Keep the newest signed head in a file outside the database too, so that deleting
-    the last entries together with their checkpoints still shows."""
-    path = runtime.settings.home / HEAD_FILE
+    the last entries together with their checkpoints still shows. ``file_name`` (in the
+    data directory) is the audit trail's by default; other chains name their own."""
+    path = runtime.settings.home / file_name
     # Threads and processes sharing the data directory publish one at a time (flock is
     # per open file, so it also separates threads), each through its own temporary file:
     # otherwise an older head could overwrite a newer one, or a rename find no file.
-    with open(path.with_name(HEAD_FILE + ".lock"), "a+b") as lock:
+    with open(path.with_name(file_name + ".lock"), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = read_head_file(path)
         if current is not None and current.get("seq", 0) >= checkpoint["seq"]:
             return
-        tmp = path.with_name(f"{HEAD_FILE}.tmp{os.getpid()}-{threading.get_ident()}")
+        tmp = path.with_name(f"{file_name}.tmp{os.getpid()}-{threading.get_ident()}")
         tmp.write_text(canonical_json(checkpoint), encoding="utf-8")
         os.replace(tmp, path)
 

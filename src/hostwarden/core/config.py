@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +67,59 @@ class RegistrySettings(_Section):
     four_eyes_verification: bool = True
 
 
+#: Least retention of flow and log records under the CN profile: the Cybersecurity Law
+#: (网络安全法, art. 21) asks network operators to keep network logs at least six months.
+CN_MIN_RETENTION_DAYS = 180
+
+
+class FlowListener(_Section):
+    protocol: Literal["netflow", "ipfix", "sflow"]
+    host: str = "::"
+    port: int = Field(ge=1, le=65535)
+
+
+def _default_listeners() -> list[FlowListener]:
+    return [
+        FlowListener(protocol="netflow", port=2055),
+        FlowListener(protocol="ipfix", port=4739),
+        FlowListener(protocol="sflow", port=6343),
+    ]
+
+
+class FlowSettings(_Section):
+    #: "cn": the Chinese legal profile (retention at least 180 days). Any other profile
+    #: must be chosen explicitly, e.g. "eu" or "none", to allow a shorter retention.
+    profile: Literal["cn", "eu", "us", "none"] = "cn"
+    retention_days: int = Field(CN_MIN_RETENTION_DAYS, ge=1, le=3650 * 3)
+    #: Where the flow store keeps its files; relative to the data directory.
+    store_dir: Path = Path("flows")
+    #: "parquet": embedded Parquet + DuckDB; "clickhouse": the scale-out backend.
+    store: Literal["parquet", "clickhouse"] = "parquet"
+    clickhouse_url: str = ""
+    #: A segment is sealed after this many records or this many seconds, whichever first.
+    segment_records: int = Field(1_000_000, ge=1_000, le=100_000_000)
+    segment_seconds: float = Field(60.0, gt=0, le=3600)
+    #: Collector: UDP listeners, worker processes (SO_REUSEPORT), batch size and time.
+    listeners: list[FlowListener] = Field(default_factory=_default_listeners)
+    workers: int = Field(1, ge=1, le=64)
+    batch_records: int = Field(50_000, ge=1, le=10_000_000)
+    batch_seconds: float = Field(2.0, gt=0, le=600)
+    #: Data arriving before its template is kept this long (and at most this many bytes
+    #: per exporter) waiting for the template.
+    template_wait_seconds: float = Field(60.0, ge=0, le=3600)
+    template_wait_bytes: int = Field(4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _retention_meets_profile(self) -> FlowSettings:
+        if self.profile == "cn" and self.retention_days < CN_MIN_RETENTION_DAYS:
+            raise ValueError(
+                f"retention_days {self.retention_days} is below the {CN_MIN_RETENTION_DAYS} "
+                "days the cn profile requires (网络安全法 art. 21); set [flows] profile to "
+                "another jurisdiction explicitly to keep records for less"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Everything hostwarden reads at start-up; see docs/configuration.md."""
 
@@ -84,6 +137,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     registry: RegistrySettings = RegistrySettings()
+    flows: FlowSettings = FlowSettings()
 
     #: The TOML file this class reads; load_settings makes a subclass per file.
     _toml_file: ClassVar[Path | None] = None
@@ -214,4 +268,14 @@ DEFAULT_TOML = """\
 
 [registry]
 # four_eyes_verification = true  # who requested a verification may not approve it
+
+[flows]
+# profile = "cn"                 # cn: records kept >= 180 days (网络安全法 art. 21)
+# retention_days = 180
+# store = "parquet"              # or "clickhouse" (then clickhouse_url)
+# workers = 1                    # collector processes sharing the UDP ports
+# Collector listeners (defaults: NetFlow 2055, IPFIX 4739, sFlow 6343 on "::"):
+# [[flows.listeners]]
+# protocol = "netflow"
+# port = 2055
 """

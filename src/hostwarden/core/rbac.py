@@ -48,6 +48,9 @@ class Perm(StrEnum):
     PROVISIONING_CHECK = "provisioning:check"
     INVENTORY_WRITE = "inventory:write"
     WEBHOOKS_ADMIN = "webhooks:admin"
+    #: See and place/release legal holds that keep flow and log records past retention.
+    LEGAL_HOLDS_READ = "legal_holds:read"
+    LEGAL_HOLDS_WRITE = "legal_holds:write"
 
 
 _READ_ALL = {
@@ -56,8 +59,17 @@ _READ_ALL = {
     Perm.USERS_READ,
     Perm.AUDIT_READ,
     Perm.REGISTRY_READ,
+    Perm.LEGAL_HOLDS_READ,
 }
 _STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN, Perm.REGISTRY_READ}
+
+_COMPLIANCE = {
+    Perm.AUDIT_READ,
+    Perm.PII_VIEW,
+    Perm.COMMITMENTS_PUBLISH,
+    Perm.LEGAL_HOLDS_READ,
+    Perm.LEGAL_HOLDS_WRITE,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset(Perm),
@@ -73,8 +85,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     ),
     Role.ABUSE: frozenset(_STAFF),
     Role.NOC: frozenset(_STAFF | {Perm.INVENTORY_WRITE}),
-    Role.COMPLIANCE: frozenset(_STAFF | {Perm.AUDIT_READ, Perm.PII_VIEW, Perm.COMMITMENTS_PUBLISH}),
-    Role.LEGAL: frozenset(_STAFF | {Perm.AUDIT_READ, Perm.PII_VIEW, Perm.COMMITMENTS_PUBLISH}),
+    Role.COMPLIANCE: frozenset(_STAFF | _COMPLIANCE),
+    Role.LEGAL: frozenset(_STAFF | _COMPLIANCE),
     # Read-only everywhere: every *:read permission and nothing that changes state,
     # except the person's own password and language.
     Role.AUDITOR: frozenset(_READ_ALL),

@@ -198,9 +198,30 @@ def keys_to_hilo(keys: Iterable[str]) -> tuple[U64Array, U64Array]:
     return np.ascontiguousarray(words[:, 0]), np.ascontiguousarray(words[:, 1])
 
 
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def _packed16(address: str | IpAddress) -> bytes:
+    if isinstance(address, str):
+        text = address.strip()
+        try:
+            return _V4_MAPPED_PREFIX + socket.inet_pton(socket.AF_INET, text)
+        except OSError:
+            pass
+        try:
+            return socket.inet_pton(socket.AF_INET6, text)
+        except OSError:
+            pass
+    return address_int(parse_address(address)).to_bytes(16, "big")
+
+
 def texts_to_hilo(addresses: Iterable[str | IpAddress]) -> tuple[U64Array, U64Array]:
-    """Address texts of either family → two words (parses each one: for moderate sizes)."""
-    return keys_to_hilo(address_key(a) for a in addresses)
+    """Address texts of either family → two words. ``inet_pton`` per address (about ten
+    times faster than ``ipaddress``); anything it refuses gets ``parse_address``'s rules
+    and error message."""
+    packed = b"".join(_packed16(a) for a in addresses)
+    words = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    return np.ascontiguousarray(words[:, 0]), np.ascontiguousarray(words[:, 1])
 
 
 def hilo_to_address(hi: int, lo: int) -> IpAddress:

@@ -1,0 +1,1 @@
+"""Flow and log collection: decoders, the tamper-evident store, collectors and imports."""

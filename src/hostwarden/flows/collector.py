@@ -1,0 +1,463 @@
+"""UDP collectors for NetFlow, IPFIX and sFlow exports.
+
+``hostwarden flows collect`` (and ``serve``) start ``settings.flows.workers`` worker
+processes. Every worker binds every listener with ``SO_REUSEPORT``, so the kernel spreads
+exporters over the workers by address hash and one exporter's datagrams stay with one
+worker, which keeps that exporter's templates. A worker decodes each datagram at once,
+gathers records into a batch, and every ``batch_records`` records or ``batch_seconds``
+seconds attributes the batch and writes it to the store.
+
+Each worker writes its counters once a second to ``<home>/run/collector-<n>.json``; the
+service's ``/metrics`` reads those files (``CollectorMetrics``), so the figures are
+there whether the collectors run inside ``serve`` or as their own command. Kernel drops
+(datagrams the socket buffer had no room for) are read from ``/proc/net/udp[6]`` for
+the worker's own sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hostwarden.core.config import FlowListener, Settings
+from hostwarden.core.logs import get_logger
+from hostwarden.errors import HostwardenError
+from hostwarden.flows.decode.base import DecodeResult
+from hostwarden.flows.ingest import Ingestor
+from hostwarden.flows.schema import FlowBatch
+
+log = get_logger("hostwarden.flows.collector")
+
+RECEIVE_BUFFER = 32 * 1024 * 1024  # asked for; the kernel caps it at net.core.rmem_max
+DRAIN_PER_WAKEUP = 512  # datagrams read from one socket before looking at the others
+STATS_SECONDS = 1.0
+TEMPLATE_SAVE_SECONDS = 10.0
+
+
+def run_dir(settings: Settings) -> Path:
+    return settings.home / "run"
+
+
+def template_path(settings: Settings, worker: int) -> Path:
+    return settings.home / settings.flows.store_dir / "templates" / f"worker-{worker}.bin"
+
+
+def open_listener(listener: FlowListener) -> socket.socket:
+    """A non-blocking UDP socket bound with SO_REUSEPORT; ``::`` takes IPv4 too."""
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        with contextlib.suppress(OSError):  # a smaller buffer still works; drops are counted
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind((listener.host, listener.port))
+    except OSError as exc:
+        sock.close()
+        raise HostwardenError(
+            f"cannot listen for {listener.protocol} on [{listener.host}]:{listener.port}: "
+            f"{exc.strerror or exc}.",
+            hint="Another program may hold the port (nfcapd, pmacct?), or ports below 1024 "
+            "need root; change [flows] listeners in hostwarden.toml.",
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
+def kernel_drops(inodes: set[int]) -> tuple[int, int]:
+    """Datagrams dropped by the kernel and bytes waiting in the receive queues of the
+    sockets with these inodes (Linux /proc/net/udp and udp6)."""
+    drops = queued = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(name).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 13 and int(parts[9]) in inodes:
+                queued += int(parts[4].split(":")[1], 16)
+                drops += int(parts[12])
+    return drops, queued
+
+
+def _exporter_text(address: str) -> str:
+    return address[7:] if address.startswith("::ffff:") else address
+
+
+@dataclass
+class WorkerStats:
+    worker: int
+    datagrams: int = 0
+    bytes: int = 0
+    records: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    batches_written: int = 0
+    write_failures: int = 0
+    pending_records: int = 0
+    buffered_sets: int = 0
+    kernel_drops: int = 0
+    kernel_queue_bytes: int = 0
+    by_protocol: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "updated": time.time(),
+            "datagrams": self.datagrams,
+            "bytes": self.bytes,
+            "records": self.records,
+            "errors": dict(self.errors),
+            "batches_written": self.batches_written,
+            "write_failures": self.write_failures,
+            "pending_records": self.pending_records,
+            "buffered_sets": self.buffered_sets,
+            "kernel_drops": self.kernel_drops,
+            "kernel_queue_bytes": self.kernel_queue_bytes,
+            "by_protocol": dict(self.by_protocol),
+        }
+
+
+class CollectorWorker:
+    """One worker's loop: receive, decode, batch, attribute and store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ingestor: Ingestor,
+        *,
+        worker: int = 0,
+        sockets: list[socket.socket] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.flows = settings.flows
+        self.ingestor = ingestor
+        self.worker = worker
+        self.stop = stop or threading.Event()
+        self.sockets = sockets if sockets is not None else self._open()
+        self.inodes = {os.fstat(s.fileno()).st_ino for s in self.sockets}
+        # Imported here: the service's /metrics imports this module for CollectorMetrics
+        # without needing the decoders.
+        from hostwarden.flows.decode import Decoder, TemplateCache
+
+        self.templates_file = template_path(settings, worker)
+        self.templates = (
+            TemplateCache.load(self.templates_file) if self.templates_file.exists() else None
+        )
+        self.decoder = Decoder(
+            self.templates,
+            wait_seconds=self.flows.template_wait_seconds,
+            wait_bytes=self.flows.template_wait_bytes,
+        )
+        self.stats = WorkerStats(worker)
+        self._pending: list[FlowBatch] = []
+        self._pending_records = 0
+        self._last_flush = time.monotonic()
+        self._stats_file = run_dir(settings) / f"collector-{worker}.json"
+
+    def _open(self) -> list[socket.socket]:
+        opened: list[socket.socket] = []
+        try:
+            for listener in self.flows.listeners:
+                opened.append(open_listener(listener))
+        except Exception:
+            for sock in opened:
+                sock.close()
+            raise
+        return opened
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for sock in self.sockets:
+            selector.register(sock, selectors.EVENT_READ, data=sock)
+        next_stats = next_save = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                for key, _ in selector.select(timeout=0.2):
+                    self._drain(key.data)
+                now = time.monotonic()
+                if self._pending_records >= self.flows.batch_records or (
+                    self._pending_records and now - self._last_flush >= self.flows.batch_seconds
+                ):
+                    self.flush()
+                if now >= next_stats:
+                    self._take(self.decoder.expire(int(time.time() * 1000)))
+                    self._seal_due()
+                    self.write_stats()
+                    next_stats = now + STATS_SECONDS
+                if now >= next_save:
+                    self.save_templates()
+                    next_save = now + TEMPLATE_SAVE_SECONDS
+        finally:
+            selector.close()
+            self.flush()
+            self.save_templates()
+            self.write_stats()
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Read what the socket holds (up to DRAIN_PER_WAKEUP datagrams) and decode it in
+        one call: the decoders handle data sets of one template across datagrams
+        together, about ten times faster than one call per datagram."""
+        now_ms = int(time.time() * 1000)
+        received: list[tuple[bytes, str, int]] = []
+        for _ in range(DRAIN_PER_WAKEUP):
+            try:
+                payload, address = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            received.append((payload, _exporter_text(address[0]), now_ms))
+        if received:
+            self.receive_many(received)
+
+    def receive(self, payload: bytes, exporter: str, received_ms: int) -> None:
+        """Decode one datagram into the pending batch (also used by tests and replays)."""
+        self.receive_many([(payload, exporter, received_ms)])
+
+    def receive_many(self, datagrams: list[tuple[bytes, str, int]]) -> None:
+        self.stats.datagrams += len(datagrams)
+        self.stats.bytes += sum(len(d[0]) for d in datagrams)
+        self._take(self.decoder.decode_many(datagrams))
+
+    def _take(self, result: DecodeResult) -> None:
+        if len(result.batch):
+            self._pending.append(result.batch)
+            self._pending_records += len(result.batch)
+            self.stats.records += len(result.batch)
+            codes, counts = np.unique(result.batch["source"], return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                self.stats.by_protocol[_protocol_label(code)] += count
+        self.stats.buffered_sets = result.buffered
+        for error in result.errors:
+            self.stats.errors[error.reason] += 1
+            log.warning(
+                "flows.decode_error",
+                exporter=error.exporter,
+                reason=error.reason,
+                detail=error.detail[:300],
+            )
+
+    def flush(self) -> None:
+        """Attribute and store the pending records. A failed write keeps them pending
+        (bounded: beyond ten batches' worth the oldest are dropped and counted) so a
+        store that recovers (disk freed) loses nothing that fitted in memory."""
+        if not self._pending:
+            self._last_flush = time.monotonic()
+            return
+        batch = FlowBatch.concat(self._pending)
+        try:
+            self.ingestor.ingest(batch)
+        except Exception as exc:
+            self.stats.write_failures += 1
+            log.error(
+                "flows.write_failed",
+                records=len(batch),
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+            )
+            limit = 10 * self.flows.batch_records
+            if len(batch) > limit:
+                self.stats.errors["dropped-after-write-failure"] += len(batch) - limit
+                batch = batch.take(np.arange(len(batch) - limit, len(batch)))
+            self._pending = [batch]
+            self._pending_records = len(batch)
+            self._last_flush = time.monotonic()
+            return
+        self.stats.batches_written += 1
+        self._pending = []
+        self._pending_records = 0
+        self._last_flush = time.monotonic()
+
+    def _seal_due(self) -> None:
+        """Let the store seal segments whose time is up (``segment_seconds``) even when
+        no more records arrive; a sink without segments has nothing to do."""
+        seal_due = getattr(self.ingestor.sink, "seal_due", None)
+        if seal_due is None:
+            return
+        try:
+            seal_due()
+        except Exception as exc:  # the store keeps the records and retries itself
+            self.stats.write_failures += 1
+            log.error("flows.seal_failed", error=type(exc).__name__, detail=str(exc)[:300])
+
+    def save_templates(self) -> None:
+        try:
+            self.decoder.templates.save(self.templates_file)
+        except OSError as exc:
+            log.warning("flows.template_save_failed", detail=str(exc)[:300])
+
+    def write_stats(self) -> None:
+        self.stats.pending_records = self._pending_records
+        self.stats.kernel_drops, self.stats.kernel_queue_bytes = kernel_drops(self.inodes)
+        path = self._stats_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(json.dumps(self.stats.as_dict()), encoding="utf-8")
+            partial.replace(path)
+        except OSError as exc:
+            log.warning("flows.stats_write_failed", detail=str(exc)[:300])
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def _protocol_label(code: int) -> str:
+    from hostwarden.flows.schema import FlowSource
+
+    try:
+        return FlowSource(code).label
+    except ValueError:
+        return str(code)
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def _worker_main(home: str, config: str | None, worker: int) -> None:
+    """Entry of a worker process: its own runtime, store and sockets."""
+    from hostwarden.core.config import load_settings
+    from hostwarden.core.logs import configure_logging
+    from hostwarden.core.runtime import Runtime
+    from hostwarden.flows.store import open_store
+
+    settings = load_settings(Path(home), Path(config) if config else None)
+    configure_logging(settings.logging.level, settings.logging.format)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runtime = Runtime.open(settings)
+    store = open_store(runtime)
+    try:
+        collector = CollectorWorker(settings, Ingestor(runtime, store), worker=worker, stop=stop)
+        log.info("flows.worker_started", worker=worker, pid=os.getpid())
+        try:
+            collector.run()
+        finally:
+            collector.close()
+    finally:
+        store.close()
+        runtime.close()
+
+
+class CollectorGroup:
+    """The worker processes of ``flows collect`` (or of ``serve``)."""
+
+    def __init__(self, settings: Settings, config_file: Path | None = None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+
+    def start(self) -> None:
+        # Fail here, in the parent, with a clear message if a port cannot be bound.
+        for listener in self.settings.flows.listeners:
+            open_listener(listener).close()
+        context = multiprocessing.get_context("spawn")
+        for worker in range(self.settings.flows.workers):
+            process = context.Process(
+                target=_worker_main,
+                args=(
+                    str(self.settings.home),
+                    str(self.config_file) if self.config_file else None,
+                    worker,
+                ),
+                name=f"hostwarden-collector-{worker}",
+                daemon=True,
+            )
+            process.start()
+            self.processes.append(process)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+    def alive(self) -> bool:
+        return any(p.is_alive() for p in self.processes)
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def read_worker_stats(settings: Settings, max_age: float = 30.0) -> list[dict[str, Any]]:
+    """The counters the running workers wrote (files older than ``max_age`` seconds are
+    from stopped workers and left out)."""
+    found: list[dict[str, Any]] = []
+    folder = run_dir(settings)
+    for path in sorted(folder.glob("collector-*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if time.time() - float(data.get("updated", 0)) <= max_age:
+            found.append(data)
+    return found
+
+
+class CollectorMetrics(Collector):
+    """Prometheus figures of the collector workers, read from their stats files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        workers = read_worker_stats(self.settings)
+        simple = (
+            ("datagrams", "hostwarden_flow_datagrams", "Export datagrams received."),
+            ("bytes", "hostwarden_flow_datagram_bytes", "Bytes of export datagrams received."),
+            ("records", "hostwarden_flow_records", "Flow records decoded."),
+            ("batches_written", "hostwarden_flow_batches_written", "Batches stored."),
+            ("write_failures", "hostwarden_flow_write_failures", "Batches the store refused."),
+            ("kernel_drops", "hostwarden_flow_kernel_drops", "Datagrams the kernel dropped."),
+        )
+        for key, name, doc in simple:
+            family = CounterMetricFamily(name, doc, labels=["worker"])
+            for w in workers:
+                family.add_metric([str(w["worker"])], float(w.get(key, 0)))
+            yield family
+        errors = CounterMetricFamily(
+            "hostwarden_flow_decode_errors", "Decode problems by reason.", labels=["reason"]
+        )
+        totals: Counter[str] = Counter()
+        for w in workers:
+            totals.update(w.get("errors", {}))
+        for reason, count in sorted(totals.items()):
+            errors.add_metric([reason], float(count))
+        yield errors
+        queue = GaugeMetricFamily(
+            "hostwarden_flow_queue",
+            "Records waiting to be stored, and bytes waiting in the kernel socket queues.",
+            labels=["worker", "where"],
+        )
+        for w in workers:
+            queue.add_metric([str(w["worker"]), "batch"], float(w.get("pending_records", 0)))
+            queue.add_metric([str(w["worker"]), "kernel"], float(w.get("kernel_queue_bytes", 0)))
+        yield queue
