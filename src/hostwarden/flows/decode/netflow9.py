@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from hostwarden.flows.decode.base import DecodeResult
 from hostwarden.flows.decode.records import RecordSink
 from hostwarden.flows.decode.templated import TemplatedDecoder
-from hostwarden.flows.decode.templates import FieldSpec, TemplateCache
+from hostwarden.flows.decode.templates import FieldSpec
 from hostwarden.flows.schema import FlowSource
 
 HEADER = struct.Struct(">HHIIII")  # version, count, sysUptime, unix_secs, sequence, source id
@@ -19,14 +18,6 @@ class Netflow9Decoder(TemplatedDecoder):
     version = 9
     source = FlowSource.NETFLOW9
     name = "NetFlow v9"
-
-    def __init__(self, cache: TemplateCache | None = None) -> None:
-        super().__init__(cache if cache is not None else TemplateCache())
-
-    def decode(self, payload: bytes, exporter: str, received_ms: int) -> DecodeResult:
-        sink = RecordSink()
-        self.feed(payload, exporter, received_ms, sink)
-        return sink.result(self.cache.pending)
 
     def feed(self, payload: bytes, exporter: str, received_ms: int, sink: RecordSink) -> None:
         size = len(payload)

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from hostwarden.flows.decode.base import DecodeResult
 from hostwarden.flows.decode.records import Context, RecordSink, get, record_rates
 from hostwarden.flows.decode.templates import (
     VARIABLE_LENGTH,
@@ -32,8 +33,17 @@ class TemplatedDecoder:
     source: FlowSource
     name: str
 
-    def __init__(self, cache: TemplateCache) -> None:
-        self.cache = cache
+    def __init__(self, cache: TemplateCache | None = None) -> None:
+        self.cache = cache if cache is not None else TemplateCache()
+
+    def decode(self, payload: bytes, exporter: str, received_ms: int) -> DecodeResult:
+        """One datagram on its own (the front door's ``decode_many`` batches them)."""
+        sink = RecordSink()
+        self.feed(payload, exporter, received_ms, sink)
+        return sink.result(self.cache.pending)
+
+    def feed(self, payload: bytes, exporter: str, received_ms: int, sink: RecordSink) -> None:
+        raise NotImplementedError
 
     def learn(
         self,
