@@ -174,8 +174,6 @@ def serve(
         name="attribution-warm",
         daemon=True,
     ).start()
-    # Everything built so far lives as long as the process: moving it out of the
-    # collector's generations keeps full collections (latency spikes) short.
     group = None
     if collectors:
         from hostwarden.flows.collector import CollectorGroup
@@ -184,6 +182,8 @@ def serve(
         group.start()
         listening = ", ".join(f"{x.protocol} udp/{x.port}" for x in settings.flows.listeners)
         out.print(f"flow collectors: {settings.flows.workers} worker(s) on {listening}")
+    # Everything built so far lives as long as the process: moving it out of the
+    # garbage collector's generations keeps full collections (latency spikes) short.
     gc.collect()
     gc.freeze()
     try:
