@@ -78,7 +78,7 @@ from hostwarden.flows.store import (
     retention,
     sealing,
 )
-from hostwarden.flows.store.parquet import QUERY_SCHEMA, _with_texts
+from hostwarden.flows.store.common import QUERY_SCHEMA, range_condition, with_address_texts
 from hostwarden.flows.store.retention import HoldScope
 
 if TYPE_CHECKING:
@@ -122,7 +122,6 @@ BLOOM_FPP = 0.05
 ZSTD_LEVEL = 3
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_U64_MASK = (1 << 64) - 1
 
 
 class ClickHouseFailed(HostwardenError):
@@ -404,21 +403,9 @@ def connect(runtime: Runtime) -> tuple[Connection, str]:
 # times and segment names travel as typed parameters.
 
 
-def _range_condition(column: str, first: int, last: int) -> str:
-    """``column`` (src/dst) within the 128-bit range [first, last] of one CIDR prefix:
-    either a range of high words (length ≤ 64) or one high word and a range of low words."""
-    first_hi, first_lo = first >> 64, first & _U64_MASK
-    last_hi, last_lo = last >> 64, last & _U64_MASK
-    if first_hi != last_hi:
-        return f"{column}_hi BETWEEN {first_hi} AND {last_hi}"
-    if first_lo == last_lo:
-        return f"{column}_hi = {first_hi} AND {column}_lo = {first_lo}"
-    return f"{column}_hi = {first_hi} AND {column}_lo BETWEEN {first_lo} AND {last_lo}"
-
-
 def _address_condition(ranges: Sequence[tuple[int, int]]) -> str:
     return " OR ".join(
-        f"({_range_condition(column, first, last)})"
+        f"({range_condition(column, first, last)})"
         for first, last in ranges
         for column in ("src", "dst")
     )
@@ -637,7 +624,7 @@ class ClickHouseStore(sealing.BufferedStore):
         table = self.connection.arrow(sql, {"segments": names, "start": start_ms, "end": end_ms})
         if table.num_rows == 0:
             return QUERY_SCHEMA.empty_table()
-        return _with_texts(table)
+        return with_address_texts(table)
 
     # --- integrity and retention -----------------------------------------------------
 

@@ -37,7 +37,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,7 +44,7 @@ from hostwarden.core.logs import get_logger
 from hostwarden.core.timeutil import isoformat, utcnow
 from hostwarden.errors import ValidationFailed
 from hostwarden.flows.models import FlowSegment
-from hostwarden.flows.schema import ARROW_SCHEMA, LOCAL_DST, NAMES, FlowBatch
+from hostwarden.flows.schema import LOCAL_DST, NAMES, FlowBatch
 from hostwarden.flows.store import (
     DAY_MS,
     ExpiryReport,
@@ -58,8 +57,8 @@ from hostwarden.flows.store import (
     retention,
     sealing,
 )
+from hostwarden.flows.store.common import QUERY_SCHEMA, range_condition, with_address_texts
 from hostwarden.flows.store.retention import HoldScope
-from hostwarden.registry import netaddr
 
 if TYPE_CHECKING:
     from hostwarden.core.runtime import Operation, Runtime
@@ -83,12 +82,6 @@ DELTA_COLUMNS = ("start", "end")
 #: column is dictionary-encoded.
 PLAIN_COLUMNS = ("src_lo", "dst_lo", "src_port", "packets", "bytes")
 ZSTD_LEVEL = 3
-
-_U64_MASK = (1 << 64) - 1
-_TEXT_COLUMNS = ("src", "dst")
-QUERY_SCHEMA = ARROW_SCHEMA.append(pa.field("src", pa.string(), nullable=False)).append(
-    pa.field("dst", pa.string(), nullable=False)
-)
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -141,27 +134,13 @@ def _u64(value: int) -> str:
     return f"CAST({int(value)} AS UBIGINT)"
 
 
-def _range_condition(column: str, first: int, last: int) -> str:
-    """``column`` (src/dst) within the 128-bit range [first, last] of one CIDR prefix: a
-    prefix is either a range of high words (length ≤ 64) or one high word and a range
-    of low words, so this is always a conjunction DuckDB can push down."""
-    first_hi, first_lo = first >> 64, first & _U64_MASK
-    last_hi, last_lo = last >> 64, last & _U64_MASK
-    if first_hi != last_hi:
-        return f"{column}_hi BETWEEN {_u64(first_hi)} AND {_u64(last_hi)}"
-    if first_lo == last_lo:
-        return f"{column}_hi = {_u64(first_hi)} AND {column}_lo = {_u64(first_lo)}"
-    return (
-        f"{column}_hi = {_u64(first_hi)} AND {column}_lo BETWEEN {_u64(first_lo)} AND "
-        f"{_u64(last_lo)}"
-    )
-
-
 def _address_branches(ranges: Sequence[tuple[int, int]]) -> list[str]:
     """One condition per (column, prefix), each excluding the rows an earlier one took,
     so that their UNION ALL is every matching row once."""
     conditions = [
-        _range_condition(column, first, last) for first, last in ranges for column in ("src", "dst")
+        range_condition(column, first, last, _u64)
+        for first, last in ranges
+        for column in ("src", "dst")
     ]
     branches = []
     for i, condition in enumerate(conditions):
@@ -173,36 +152,6 @@ def _address_branches(ranges: Sequence[tuple[int, int]]) -> list[str]:
 def _customer_condition(customers: Sequence[int]) -> str:
     ids = sorted({int(c) for c in customers})
     return f"customer_id IN ({', '.join(str(i) for i in ids)})"
-
-
-def _address_texts(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> pa.Array:
-    """Readable address text for every row, formatting each distinct address once."""
-    if len(hi) == 0:
-        return pa.array([], type=pa.string())
-    pairs = np.stack([hi, lo], axis=1)
-    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    texts = np.array(
-        [
-            "" if h == 0 and lo_ == 0 else str(netaddr.hilo_to_address(int(h), int(lo_)))
-            for h, lo_ in unique
-        ],
-        dtype=object,
-    )
-    return pa.array(texts[inverse.reshape(-1)], type=pa.string())
-
-
-def _with_texts(table: pa.Table) -> pa.Table:
-    arrays = [table.column(n) for n in NAMES]
-    columns = {n: table.column(n).to_numpy() for n in ("src_hi", "src_lo", "dst_hi", "dst_lo")}
-    base = pa.Table.from_arrays(
-        [a.cast(f.type) for a, f in zip(arrays, ARROW_SCHEMA, strict=True)], schema=ARROW_SCHEMA
-    )
-    base = base.append_column(
-        QUERY_SCHEMA.field("src"), _address_texts(columns["src_hi"], columns["src_lo"])
-    )
-    return base.append_column(
-        QUERY_SCHEMA.field("dst"), _address_texts(columns["dst_hi"], columns["dst_lo"])
-    )
 
 
 #: Query bounds are clamped to what a datetime holds (years 1970–9999).
@@ -321,7 +270,7 @@ class ParquetStore(sealing.BufferedStore):
             table = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise self._unreadable(names, exc) from exc
-        return _with_texts(table)
+        return with_address_texts(table)
 
     def plan_query(
         self,
