@@ -51,6 +51,11 @@ class Perm(StrEnum):
     #: See and place/release legal holds that keep flow and log records past retention.
     LEGAL_HOLDS_READ = "legal_holds:read"
     LEGAL_HOLDS_WRITE = "legal_holds:write"
+    #: Stored flow and log records (queries, top talkers, time series): the people who
+    #: investigate abuse or answer the authorities, not sales.
+    FLOWS_READ = "flows:read"
+    #: Run an integrity check of the flow/log store (hashes every segment; recorded).
+    LOGS_VERIFY = "logs:verify"
 
 
 _READ_ALL = {
@@ -60,6 +65,7 @@ _READ_ALL = {
     Perm.AUDIT_READ,
     Perm.REGISTRY_READ,
     Perm.LEGAL_HOLDS_READ,
+    Perm.FLOWS_READ,
 }
 _STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN, Perm.REGISTRY_READ}
 
@@ -69,6 +75,8 @@ _COMPLIANCE = {
     Perm.COMMITMENTS_PUBLISH,
     Perm.LEGAL_HOLDS_READ,
     Perm.LEGAL_HOLDS_WRITE,
+    Perm.FLOWS_READ,
+    Perm.LOGS_VERIFY,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
@@ -83,8 +91,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.INVENTORY_WRITE,
         }
     ),
-    Role.ABUSE: frozenset(_STAFF),
-    Role.NOC: frozenset(_STAFF | {Perm.INVENTORY_WRITE}),
+    Role.ABUSE: frozenset(_STAFF | {Perm.FLOWS_READ}),
+    Role.NOC: frozenset(_STAFF | {Perm.INVENTORY_WRITE, Perm.FLOWS_READ, Perm.LOGS_VERIFY}),
     Role.COMPLIANCE: frozenset(_STAFF | _COMPLIANCE),
     Role.LEGAL: frozenset(_STAFF | _COMPLIANCE),
     # Read-only everywhere: every *:read permission and nothing that changes state,
