@@ -106,7 +106,9 @@ def test_an_operator_admits_documents_verifies_and_reveals_a_customer(
     code, out, err = hw("customer", "approve", "1", "--reason", "seen in person")
     assert code == 0, err
     assert "customer 1 is verified" in out
-    code, out, _ = hw("customer", "reveal", "1", "--json")
+    code, _, err = hw("customer", "reveal", "1", "--json")
+    assert code != 0 and "--reason" in err
+    code, out, _ = hw("customer", "reveal", "1", "--reason", "case 118", "--json")
     assert json.loads(out)["documents"][0]["number"] == RESIDENT_ID
     assert json.loads(out)["phone"] == PHONE_DIGITS
     code, out, _ = hw("customer", "search", "--phone", "13812345678", "--json")

@@ -76,14 +76,24 @@ def test_full_numbers_are_shown_only_on_request_and_the_view_is_audited(
     page = client.get(f"/customers/{customer_id}", headers=HTML)
     assert ID_NUMBER not in page.text
     assert "110105********002X" in page.text
-    shown = client.post(
+    assert "zhang.wei@" not in page.text and "z***@example.cn" in page.text
+    unexplained = client.post(
         f"/customers/{customer_id}/reveal", data={"csrf_token": token}, headers=HTML
     )
+    assert unexplained.status_code == 422
+    assert "needs a reason" in unexplained.text
+    assert ID_NUMBER not in unexplained.text
+    shown = client.post(
+        f"/customers/{customer_id}/reveal",
+        data={"csrf_token": token, "reason": "request 2026-7"},
+        headers=HTML,
+    )
     assert ID_NUMBER in shown.text
+    assert "zhang.wei@example.cn" in shown.text
     assert PHONE in shown.text
     with runtime.reading() as session:
         views, _ = audit.list_entries(session, action="customer.pii_view")
-    assert [v.actor for v in views] == ["reviewer"]
+    assert [(v.actor, v.reason) for v in views] == [("reviewer", "request 2026-7")]
 
 
 def test_a_role_without_pii_view_cannot_reveal(client: TestClient, runtime: Runtime) -> None:

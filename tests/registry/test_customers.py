@@ -257,14 +257,20 @@ def test_a_full_view_needs_pii_view_and_is_audited_each_time(runtime: Runtime) -
     add_document(runtime, customer_id, "resident-id", RESIDENT_ID)
     for _ in range(2):
         with runtime.operation(actor("compliance")) as op:
-            view = customers.reveal(op, customer_id)
+            view = customers.reveal(op, customer_id, "case 2026-118")
         assert view.phone == PHONE_DIGITS
         assert [d.number for d in view.documents] == [RESIDENT_ID]
     assert audit_actions(runtime)[-2:] == ["customer.pii_view", "customer.pii_view"]
     assert RESIDENT_ID not in audit_text(runtime)
     entries = count(runtime, AuditEntry)
     with pytest.raises(PermissionDenied, match="pii:view"), runtime.operation(actor("abuse")) as op:
-        customers.reveal(op, customer_id)
+        customers.reveal(op, customer_id, "curious")
+    assert count(runtime, AuditEntry) == entries
+    with (
+        pytest.raises(ValidationFailed, match="needs a reason"),
+        runtime.operation(actor("compliance")) as op,
+    ):
+        customers.reveal(op, customer_id, "  ")
     assert count(runtime, AuditEntry) == entries
 
 
@@ -327,9 +333,16 @@ def test_the_api_lists_customers_masked_and_reveals_only_on_the_audited_route(
         assert "wang.fang@" not in body
     assert "138****5678" in listing
     entries = count(runtime, AuditEntry)
-    full = client.get(f"/api/v1/customers/{customer_id}/pii", headers=headers)
+    unexplained = client.get(f"/api/v1/customers/{customer_id}/pii", headers=headers)
+    assert unexplained.status_code == 422
+    assert "needs a reason" in unexplained.json()["detail"]
+    assert count(runtime, AuditEntry) == entries
+    full = client.get(
+        f"/api/v1/customers/{customer_id}/pii", params={"reason": "case 118"}, headers=headers
+    )
     assert full.status_code == 200
     assert full.json()["phone"] == PHONE_DIGITS
+    assert full.json()["email"] == "wang.fang@example.cn"
     assert full.json()["documents"][0]["number"] == RESIDENT_ID
     assert count(runtime, AuditEntry) == entries + 1
     assert audit_actions(runtime)[-1] == "customer.pii_view"

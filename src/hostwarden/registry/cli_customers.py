@@ -250,15 +250,20 @@ def customer_search(
 
 
 @customer_app.command("reveal")
-def customer_reveal(ctx: typer.Context, customer_id: int, as_json: JsonOpt = False) -> None:
-    """Show full phone and ID numbers; the view is recorded in the audit trail."""
+def customer_reveal(
+    ctx: typer.Context,
+    customer_id: int,
+    reason: NeededReason,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show full e-mail, phone and ID numbers; the view is recorded in the audit trail."""
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
-        view = PiiOut.of(customers.reveal(op, customer_id))
+        view = PiiOut.of(customers.reveal(op, customer_id, reason))
     if as_json:
         print_json(view.model_dump(mode="json"))
         return
-    rows = [["phone", view.phone]] + [
+    rows = [["e-mail", view.email], ["phone", view.phone]] + [
         [d.other_type or d.doc_type, d.number] for d in view.documents
     ]
     table(f"Customer {customer_id} (full view, audited)", ["item", "value"], rows)

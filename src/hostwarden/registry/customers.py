@@ -531,12 +531,15 @@ class RevealedDocument:
 class PiiView:
     customer_id: int
     phone: str
+    email: str
     documents: list[RevealedDocument]
 
 
-def reveal(op: Operation, customer_id: int) -> PiiView:
-    """The full phone and ID numbers of a customer, for pii:view only; each view is audited."""
+def reveal(op: Operation, customer_id: int, reason: str) -> PiiView:
+    """The full e-mail, phone and ID numbers of a customer, for pii:view only; each view
+    is audited with the reason given."""
     require_permission(op, Perm.PII_VIEW, "seeing full phone and ID numbers")
+    why = required_reason(reason, "seeing full phone and ID numbers")
     customer = get_customer(op.session, customer_id)
     vault = op.runtime.vault
     phone = vault.decrypt(PHONE_FIELD, customer.phone_enc) if customer.phone_enc else ""
@@ -551,8 +554,9 @@ def reveal(op: Operation, customer_id: int) -> PiiView:
         "customer",
         customer.id,
         after={"phone": bool(phone), "documents": [d.id for d in documents]},
+        reason=why,
     )
-    return PiiView(customer.id, phone, documents)
+    return PiiView(customer.id, phone, customer.email, documents)
 
 
 # --- ban-evasion screening --------------------------------------------------------------

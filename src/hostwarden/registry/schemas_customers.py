@@ -226,6 +226,7 @@ class RevealedDocumentOut(BaseModel):
 class PiiOut(BaseModel):
     customer_id: int
     phone: str
+    email: str
     documents: list[RevealedDocumentOut]
 
     @classmethod
@@ -233,6 +234,7 @@ class PiiOut(BaseModel):
         return cls(
             customer_id=view.customer_id,
             phone=view.phone,
+            email=view.email,
             documents=[
                 RevealedDocumentOut(
                     id=d.id, doc_type=d.doc_type, other_type=d.other_type, number=d.number

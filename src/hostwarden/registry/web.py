@@ -217,11 +217,18 @@ def customer_page(
 
 @router.post("/customers/{customer_id}/reveal")
 def customer_reveal(
-    request: Request, customer_id: int, who: Principal = page(Perm.PII_VIEW)
+    request: Request,
+    customer_id: int,
+    reason: Annotated[str, Form()] = "",
+    who: Principal = page(Perm.PII_VIEW),
 ) -> HTMLResponse:
-    """Full phone and ID numbers, shown once in this answer; the view is audited."""
-    with runtime_of(request).operation(who.actor()) as op:
-        pii = customers.reveal(op, customer_id)
+    """Full e-mail, phone and ID numbers, shown once in this answer; the view is audited
+    with its reason."""
+    try:
+        with runtime_of(request).operation(who.actor()) as op:
+            pii = customers.reveal(op, customer_id, reason)
+    except HostwardenError as exc:
+        return _customer_page(request, who, customer_id, error=str(exc), status=exc.status)
     return _customer_page(request, who, customer_id, pii=pii)
 
 

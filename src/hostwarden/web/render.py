@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hostwarden import __version__
 from hostwarden.api.deps import CSRF_COOKIE, CSRF_FIELD, Principal
+from hostwarden.core.masking import mask_email
 from hostwarden.core.rbac import ROLE_LABELS, Perm, Role
 from hostwarden.web import i18n
 from hostwarden.web.areas import AREAS
@@ -63,6 +64,7 @@ def _plain(value: Any) -> str:
 _env.filters["when"] = _when
 _env.filters["plain"] = _plain
 _env.filters["role_label"] = _role_label
+_env.filters["mask_email"] = mask_email
 
 
 def locale_for(request: Request, principal: Principal | None) -> str:
