@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from hostwarden.core import audit
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.runtime import Runtime
 from hostwarden.core.vault import PiiVault
@@ -165,7 +166,26 @@ def test_resolving_a_flag_needs_kyc_review_a_reason_and_an_open_flag(
         resolved = customers.resolve_flag(op, flag, "confirmed", "same person, admitted on call")
         assert resolved.resolved_by == "sales-person"
     with pytest.raises(Conflict, match="already resolved"), runtime.operation(actor("sales")) as op:
-        customers.resolve_flag(op, flag, "cleared", "changed my mind")
+        customers.resolve_flag(op, flag, "confirmed", "again")
+
+
+def test_a_confirmed_flag_can_be_revised_and_the_restriction_stays_until_a_person_lifts_it(
+    runtime: Runtime, banned: int
+) -> None:
+    newcomer = new_customer(runtime, "Namesake", phone=PHONE)
+    (flag,) = customers_flags(runtime, newcomer)
+    with runtime.operation(actor("sales")) as op:
+        customers.resolve_flag(op, flag, "confirmed", "same phone")
+    with runtime.operation(actor("sales")) as op:
+        revised = customers.resolve_flag(op, flag, "cleared", "number was reassigned by carrier")
+        assert revised.status == "cleared"
+        assert revised.resolution_reason == "number was reassigned by carrier"
+    with runtime.reading() as session:
+        assert customers.get_customer(session, newcomer).status == "restricted"
+        entries, _ = audit.list_entries(session, action="ban_evasion.revise")
+    (entry,) = entries
+    assert entry.reason == "number was reassigned by carrier"
+    assert json.loads(entry.before)["status"] == "confirmed"
 
 
 def test_flags_are_listed_and_resolved_through_the_api(

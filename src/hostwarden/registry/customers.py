@@ -708,26 +708,34 @@ def list_flags(
 
 def resolve_flag(op: Operation, flag_id: int, resolution: str, reason: str) -> BanEvasionFlag:
     """Close a flag as cleared (not the same person) or confirmed (ban evasion). Confirming
-    also restricts a pending or active customer, in the same unit of work."""
+    also restricts a pending or active customer, in the same unit of work.
+
+    A resolved flag may be revised to the other outcome (new evidence, a mistake), audited
+    as ``ban_evasion.revise`` with the earlier outcome. Clearing a confirmed flag does not
+    lift the restriction it caused: whether the customer may have servers again is a
+    separate, deliberate status change."""
     require_permission(op, Perm.KYC_REVIEW, "resolving a ban-evasion flag")
     outcome = _choice(resolution, FLAG_RESOLUTIONS, "flag resolution")
     why = required_reason(reason, "resolving a ban-evasion flag")
     flag = op.session.get(BanEvasionFlag, flag_id)
     if flag is None:
         raise NotFound(f"no ban-evasion flag with id {flag_id}.", hint="List the open flags.")
-    if flag.status != "open":
+    if flag.status == outcome:
         raise Conflict(
             f"flag {flag.id} was already resolved as {flag.status}.", hint="Nothing to do."
         )
+    before = {"status": flag.status}
+    if flag.status != "open":
+        before |= {"resolved_by": flag.resolved_by, "reason": flag.resolution_reason}
     flag.status = outcome
     flag.resolved_at = utcnow()
     flag.resolved_by = op.actor.name
     flag.resolution_reason = why
     op.audit(
-        "ban_evasion.resolve",
+        "ban_evasion.resolve" if before["status"] == "open" else "ban_evasion.revise",
         "ban_evasion_flag",
         flag.id,
-        before={"status": "open"},
+        before=before,
         after={"status": outcome, "customer_id": flag.customer_id},
         reason=why,
     )
