@@ -23,6 +23,7 @@ AUDIT = frozenset({"admin", "compliance", "legal", "auditor"})
 WRITERS_OF_OWN = ALL - {"auditor"}
 INVENTORY = frozenset({"admin", "sales", "noc"})
 LEGAL_HOLDS = frozenset({"admin", "compliance", "legal"})
+FLOWS = frozenset({"admin", "abuse", "noc", "compliance", "legal", "auditor"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -66,7 +67,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/customers/{customer_id}/acceptances/{acceptance_id}.pdf"): ALL,
     ("GET", "/inventory"): ALL,
     ("GET", "/attribution"): ALL,
-    ("GET", "/flows"): ALL,
+    # flow console (issue #5): search and store state for everyone who reads flows
+    ("GET", "/flows"): ALL - {"sales"},
+    ("GET", "/flows/records"): ALL - {"sales"},
+    ("GET", "/flows/integrity"): ALL - {"sales"},
+    ("GET", "/flows/integrity/verify"): ALL - {"sales"},
+    ("POST", "/flows/integrity/verify"): frozenset({"admin", "noc", "compliance", "legal"}),
+    ("POST", "/flows/holds"): LEGAL_HOLDS,
+    ("POST", "/flows/holds/{hold_id}/release"): LEGAL_HOLDS,
     ("GET", "/detect"): ALL,
     ("GET", "/cases"): ALL,
     ("GET", "/filing"): ALL,
@@ -142,6 +150,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/legal-holds"): LEGAL_HOLDS | {"auditor"},
     ("POST", "/api/v1/legal-holds"): LEGAL_HOLDS,
     ("POST", "/api/v1/legal-holds/{hold_id}/release"): LEGAL_HOLDS,
+    # stored flow records (issue #5): those who investigate or answer the authorities
+    ("GET", "/api/v1/flows/records"): FLOWS,
+    ("GET", "/api/v1/flows/top"): FLOWS,
+    ("GET", "/api/v1/flows/series"): FLOWS,
 }
 # FastAPI's own documentation routes carry no dependencies; they publish the OpenAPI spec.
 FRAMEWORK_ROUTES = {"/api/v1/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}

@@ -78,3 +78,53 @@ def matching(batch: FlowBatch, lows: Sequence[int]) -> int:
 
 def new_store(runtime: Runtime) -> ParquetStore:
     return ParquetStore(runtime)
+
+
+#: Six records small enough to add up by hand (``known_flows``): what each provider-side
+#: address and customer totals, and what each minute of 1 May 00:00–00:05 holds.
+CUSTOMER_A, CUSTOMER_B = "203.0.113.5", "203.0.113.6"
+REMOTE_1, REMOTE_2, NOBODY = "198.51.100.1", "198.51.100.2", "192.0.2.9"
+
+
+def known_flows() -> FlowBatch:
+    """On 1 May from 00:00:00 UTC (start second, src → dst, ports, proto, packets,
+    bytes, local side, customer):
+
+    ====  ====================  ===========  =====  ===  ======  ====  ====
+      0 s  A → remote 1          40000→443    tcp     10   1,000  src   1
+     10 s  remote 1 → A          443→40000    tcp     20   2,000  dst   1
+     70 s  B → remote 2          5353→53      udp      1     100  src   2
+    130 s  remote 2 → B          53→5353      udp      2     300  dst   2
+    200 s  A → remote 2          0→2048       icmp     5     500  src   1
+    250 s  192.0.2.9 → remote 1  1234→80      tcp      3  30,000  none  -
+    ====  ====================  ===========  =====  ===  ======  ====  ====
+
+    So by provider-side address: 192.0.2.9 1 flow, 3 packets, 30,000 bytes; A 3, 35,
+    3,500; B 2, 3, 400."""
+    a, b, r1, r2, nobody = (v4(x) for x in (CUSTOMER_A, CUSTOMER_B, REMOTE_1, REMOTE_2, NOBODY))
+    rows = [
+        (0, a, r1, 40000, 443, 6, 10, 1_000, LOCAL_SRC, 1),
+        (10, r1, a, 443, 40000, 6, 20, 2_000, LOCAL_DST, 1),
+        (70, b, r2, 5353, 53, 17, 1, 100, LOCAL_SRC, 2),
+        (130, r2, b, 53, 5353, 17, 2, 300, LOCAL_DST, 2),
+        (200, a, r2, 0, 2048, 1, 5, 500, LOCAL_SRC, 1),
+        (250, nobody, r1, 1234, 80, 6, 3, 30_000, LOCAL_NONE, -1),
+    ]
+    names = (
+        "start",
+        "src_lo",
+        "dst_lo",
+        "src_port",
+        "dst_port",
+        "proto",
+        "packets",
+        "bytes",
+        "local_side",
+        "customer_id",
+    )
+    columns = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    columns["start"] = MAY_1 + columns["start"] * 1000
+    columns["end"] = columns["start"] + 500
+    columns["src_lo"] = columns["src_lo"].astype(np.uint64)
+    columns["dst_lo"] = columns["dst_lo"].astype(np.uint64)
+    return FlowBatch(columns)

@@ -281,3 +281,19 @@ def test_a_rate_applies_from_its_options_record_on_also_in_bulk() -> None:
         (payload, EXPORTER, 0) for payload in (rate(10), data, rate(1000), data)
     )
     assert sorted(r["packets"] for r in rows(result.batch)) == [10, 1000]
+
+
+def test_the_waiting_buffer_is_bounded_across_exporters_oldest_dropped_first() -> None:
+    payload = v9_datagram(data_set(T, FIELDS, [ROW] * 10))
+    body = len(payload) - 20  # the data set, as it waits
+    decoder = Decoder(TemplateCache(total_wait_bytes=body * 3))
+    for i in range(3):
+        assert decoder.decode(payload, f"192.0.2.{i + 1}", i).errors == []
+    fourth = decoder.decode(payload, "192.0.2.4", 3)
+    assert [e.reason for e in fourth.errors] == ["template-wait-full"]
+    assert fourth.errors[0].exporter == "192.0.2.1", "the oldest waiting set made room"
+    assert fourth.buffered == 3
+    # The evicted exporter's template finds nothing waiting; the newest one's data decodes.
+    template = v9_datagram(v9_template_set((T, FIELDS)))
+    assert len(decoder.decode(template, "192.0.2.1", 10).batch) == 0
+    assert len(decoder.decode(template, "192.0.2.4", 10).batch) == 10

@@ -124,3 +124,31 @@ def test_the_decoder_applies_the_waiting_limits_to_a_loaded_cache(tmp_path: Path
     assert early.buffered == 1
     assert [e.reason for e in decoder.expire(1_501).errors] == ["template-expired"]
     assert Decoder().templates.wait_ms == 60_000  # settings.flows.template_wait_seconds
+
+
+def test_data_waiting_for_its_template_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "worker-0.bin"
+    fields = [(8, 4), (12, 4), (2, 4)]
+    data = v9_datagram(data_set(256, fields, [{8: "10.0.0.1", 12: "10.0.0.2", 2: 3}] * 4))
+    before = Decoder(TemplateCache(wait_seconds=60))
+    assert before.decode(data, EXPORTER, 1_000).buffered == 1
+    before.templates.save(path)
+
+    after = Decoder(TemplateCache.load(path), wait_seconds=60)
+    assert after.templates.pending == 1
+    late = after.decode(v9_datagram(v9_template_set((256, fields))), EXPORTER, 5_000)
+    assert [r["packets"] for r in rows(late.batch)] == [3] * 4
+    # It still expires counted from when it first came, not from the restart.
+    again = Decoder(TemplateCache.load(path), wait_seconds=60)
+    assert [e.reason for e in again.expire(61_001).errors] == ["template-expired"]
+
+
+def test_only_the_newest_waiting_data_is_saved_within_the_bound(tmp_path: Path) -> None:
+    path = tmp_path / "worker-0.bin"
+    data = v9_datagram(data_set(256, [(8, 4), (2, 4)], [{8: "10.0.0.1", 2: 1}] * 10))
+    decoder = Decoder(TemplateCache(wait_seconds=60))
+    for i in range(5):
+        decoder.decode(data, EXPORTER, 1_000 + i)
+    decoder.templates.save(path, pending_bytes=2 * (len(data) - 20))
+    saved = json.loads(path.read_text())["pending"]
+    assert [p["received_ms"] for p in saved] == [1_003, 1_004]

@@ -30,21 +30,35 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from hostwarden.cli.main import app
+from hostwarden.core import audit
 from hostwarden.core.models import AuditEntry
 from hostwarden.core.runtime import Actor, Runtime, new_request_id, system_actor
 from hostwarden.errors import ConfigError, ValidationFailed
 from hostwarden.flows import holds
 from hostwarden.flows.models import FlowChainEntry
 from hostwarden.flows.schema import FlowBatch
-from hostwarden.flows.store import ExpiryReport, FlowStore, Segment, clickhouse, integrity
+from hostwarden.flows.store import (
+    ExpiryReport,
+    FlowStore,
+    Segment,
+    clickhouse,
+    integrity,
+    parquet,
+)
 from hostwarden.flows.store import open_store as open_configured_store
 from hostwarden.flows.store.clickhouse import ClickHouseStore
+from hostwarden.flows.store.common import SERIES_SCHEMA, TOP_SCHEMA
 from hostwarden.flows.store.parquet import QUERY_SCHEMA, ParquetStore
 from hostwarden.registry import netaddr
 from tests.flows.store_support import (
+    CUSTOMER_A,
+    CUSTOMER_B,
     DAY_MS,
     MAY_1,
+    NOBODY,
+    REMOTE_1,
     customer_addresses,
+    known_flows,
     make_batch,
     matching,
     v4,
@@ -431,6 +445,7 @@ def test_since_limits_which_days_are_rechecked(store: FlowStore, sealed: list[Se
 
 
 def test_logs_verify_in_the_shell_checks_the_configured_backend(
+    runtime: Runtime,
     store: FlowStore,
     sealed: list[Segment],
     backend: str,
@@ -448,6 +463,14 @@ def test_logs_verify_in_the_shell_checks_the_configured_backend(
     assert result.exit_code == 1
     problems = json.loads(result.stdout)["problems"]
     assert [(p["kind"], p["segment"]) for p in problems] == [("truncated", sealed[2].name)]
+    # Both runs are on record, and the last one is what the console shows.
+    home = Path(env_for_home["HOSTWARDEN_HOME"])
+    last = json.loads((home / "run" / "last-verify.json").read_text())
+    assert last["ok"] is False and last["problem_counts"] == {"truncated": 1}
+    assert last["via"] == "command line"
+    with runtime.reading() as session:
+        runs, _ = audit.list_entries(session, action="logs.verify")
+    assert sorted(json.loads(r.after)["ok"] for r in runs) == [False, True]
 
 
 # --- retention and legal holds -------------------------------------------------------------
@@ -675,3 +698,201 @@ def test_chdb_opens_one_data_directory_per_process(
     # Once the first is closed, another directory opens.
     other = open_configured_store(runtime)
     other.close()
+
+
+# --- filters and aggregations (records added up by hand: store_support.known_flows) --------
+
+MINUTE = 60_000
+FIVE_MINUTES = {"start_ms": MAY_1, "end_ms": MAY_1 + 5 * MINUTE}
+
+
+@pytest.fixture
+def known(store: FlowStore) -> FlowStore:
+    seal(store, known_flows())
+    return store
+
+
+def rows_of(table: pa.Table) -> list[tuple[object, ...]]:
+    return [tuple(r.values()) for r in table.to_pylist()]
+
+
+def test_ports_match_either_side_and_protocols_narrow_further(known: FlowStore) -> None:
+    def starts(**filters: object) -> list[int]:
+        got = known.query(**FIVE_MINUTES, **filters)  # type: ignore[arg-type]
+        assert got.schema == QUERY_SCHEMA
+        return [(int(t.timestamp() * 1000) - MAY_1) // 1000 for t in got["start"].to_pylist()]
+
+    assert starts(ports=[443]) == [0, 10]
+    assert starts(ports=[53, 80]) == [70, 130, 250]
+    assert starts(protos=[17]) == [70, 130]
+    assert starts(protos=[1, 17]) == [70, 130, 200]
+    assert starts(ports=[80], protos=[6]) == [250]
+    assert starts(ports=[443], protos=[17]) == []
+    assert starts(ips=[REMOTE_1], ports=[443]) == [0, 10]
+    assert starts(ips=[REMOTE_1], ports=[80, 443], customers=[1]) == [0, 10]
+    assert starts(ips=["198.51.100.0/30"], protos=[6]) == [0, 10, 250]
+
+
+def test_top_talkers_add_up_per_provider_side_address(known: FlowStore) -> None:
+    got = known.top_talkers(**FIVE_MINUTES)
+    assert got.schema == TOP_SCHEMA
+    assert rows_of(got) == [
+        (NOBODY, -1, 1, 3, 30_000),
+        (CUSTOMER_A, 1, 3, 35, 3_500),
+        (CUSTOMER_B, 2, 2, 3, 400),
+    ]
+    # A tie (3 packets each) is broken by address, the same on every backend.
+    by_packets = known.top_talkers(**FIVE_MINUTES, by="packets")
+    assert by_packets["key"].to_pylist() == [CUSTOMER_A, NOBODY, CUSTOMER_B]
+    by_flows = known.top_talkers(**FIVE_MINUTES, by="flows", limit=2)
+    assert rows_of(by_flows) == [(CUSTOMER_A, 1, 3, 35, 3_500), (CUSTOMER_B, 2, 2, 3, 400)]
+    # Filters apply before adding up: remote 1 talked with A twice and with 192.0.2.9.
+    assert rows_of(known.top_talkers(**FIVE_MINUTES, ips=[REMOTE_1])) == [
+        (NOBODY, -1, 1, 3, 30_000),
+        (CUSTOMER_A, 1, 2, 30, 3_000),
+    ]
+    assert rows_of(known.top_talkers(**FIVE_MINUTES, protos=[17], ports=[53])) == [
+        (CUSTOMER_B, 2, 2, 3, 400)
+    ]
+
+
+def test_top_talkers_by_customer_put_unattributed_records_under_a_dash(
+    known: FlowStore,
+) -> None:
+    assert rows_of(known.top_talkers(**FIVE_MINUTES, group="customer")) == [
+        ("-", -1, 1, 3, 30_000),
+        ("1", 1, 3, 35, 3_500),
+        ("2", 2, 2, 3, 400),
+    ]
+    assert rows_of(known.top_talkers(**FIVE_MINUTES, group="customer", customers=[2])) == [
+        ("2", 2, 2, 3, 400)
+    ]
+    assert rows_of(known.top_talkers(**FIVE_MINUTES, group="customer", by="flows", limit=1)) == [
+        ("1", 1, 3, 35, 3_500)
+    ]
+
+
+def test_a_time_series_has_every_step_of_the_range_zero_filled(known: FlowStore) -> None:
+    got = known.time_series(**FIVE_MINUTES, step_ms=MINUTE)
+    assert got.schema == SERIES_SCHEMA
+    assert rows_of(got) == [
+        (MAY_1, 2, 30, 3_000),
+        (MAY_1 + MINUTE, 1, 1, 100),
+        (MAY_1 + 2 * MINUTE, 1, 2, 300),
+        (MAY_1 + 3 * MINUTE, 1, 5, 500),
+        (MAY_1 + 4 * MINUTE, 1, 3, 30_000),
+    ]
+    # Two-minute steps from the start given; the last step is cut short by the end.
+    assert rows_of(known.time_series(**FIVE_MINUTES, step_ms=2 * MINUTE)) == [
+        (MAY_1, 3, 31, 3_100),
+        (MAY_1 + 2 * MINUTE, 2, 7, 800),
+        (MAY_1 + 4 * MINUTE, 1, 3, 30_000),
+    ]
+    # Steps start at the range's start, not on the clock; quiet steps are zeros.
+    shifted = known.time_series(
+        start_ms=MAY_1 + 30_000, end_ms=MAY_1 + 10 * MINUTE, step_ms=MINUTE, customers=[2]
+    )
+    assert shifted.num_rows == 10
+    assert rows_of(shifted)[:3] == [
+        (MAY_1 + 30_000, 1, 1, 100),
+        (MAY_1 + 90_000, 1, 2, 300),
+        (MAY_1 + 150_000, 0, 0, 0),
+    ]
+    assert sum(shifted["flows"].to_pylist()) == 2
+
+
+def test_aggregations_of_an_empty_range_are_empty_or_zero(known: FlowStore) -> None:
+    before = {"start_ms": MAY_1 - DAY_MS, "end_ms": MAY_1}
+    assert known.top_talkers(**before).num_rows == 0
+    assert known.top_talkers(**before).schema == TOP_SCHEMA
+    assert known.top_talkers(**FIVE_MINUTES, customers=[99]).num_rows == 0
+    series = known.time_series(**before, step_ms=3600_000)
+    assert series.schema == SERIES_SCHEMA
+    assert series.num_rows == 24
+    assert series["bucket_ms"].to_pylist()[:2] == [MAY_1 - DAY_MS, MAY_1 - DAY_MS + 3600_000]
+    assert set(series["bytes"].to_pylist()) == {0}
+    quiet = known.time_series(**FIVE_MINUTES, step_ms=MINUTE, ports=[9])
+    assert quiet.num_rows == 5 and sum(quiet["flows"].to_pylist()) == 0
+    assert list(known.query_batches(**before)) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.top_talkers(**FIVE_MINUTES, by="octets"), "cannot rank by 'octets'"),
+        (lambda s: s.top_talkers(**FIVE_MINUTES, group="asn"), "cannot group by 'asn'"),
+        (lambda s: s.top_talkers(**FIVE_MINUTES, limit=0), "limit 0 is not positive"),
+        (lambda s: s.time_series(**FIVE_MINUTES, step_ms=500), "shorter than the shortest, 1 s"),
+        (
+            lambda s: s.time_series(**day_of(MAY_1), step_ms=1000),
+            "86,400 buckets, more than the 10,000",
+        ),
+        (lambda s: s.time_series(**FIVE_MINUTES, step_ms=MINUTE, protos=[256]), "256 is outside"),
+        (lambda s: s.query(**FIVE_MINUTES, ports=[70_000]), "port 70000 is outside 0–65535"),
+        (lambda s: s.query(**FIVE_MINUTES, ports=[-1]), "port -1 is outside"),
+        (lambda s: s.query(**FIVE_MINUTES, protos=[300]), "IP protocol 300 is outside 0–255"),
+        (lambda s: s.top_talkers(start_ms=MAY_1, end_ms=MAY_1), "not after its start"),
+        (lambda s: s.query_batches(**FIVE_MINUTES, ports=[65_536]), "65536 is outside"),
+    ],
+)
+def test_bad_query_input_is_refused_naming_what_was_wrong(
+    known: FlowStore, call: Callable[[FlowStore], object], message: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=re.escape(message)):
+        call(known)
+
+
+def test_too_many_buckets_names_a_step_that_fits(known: FlowStore) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        known.time_series(**day_of(MAY_1), step_ms=1000)
+    # 86,400,000 ms / 10,000 buckets = 8.64 s: the next step a person would pick is 10s.
+    assert "10s or more" in (caught.value.hint or "")
+
+
+def test_streamed_pieces_add_up_to_the_whole_answer(
+    store: FlowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parquet, "STREAM_ROWS", 1_000)
+    batch = make_batch(20_000)
+    seal(store, batch)
+    whole = store.query(**day_of(MAY_1), protos=[6], ports=[443])
+    pieces = list(store.query_batches(**day_of(MAY_1), protos=[6], ports=[443]))
+    assert whole.num_rows == int(((batch["src_port"] == 443) | (batch["dst_port"] == 443)).sum())
+    assert all(p.schema == QUERY_SCHEMA for p in pieces)
+    assert pa.concat_tables(pieces).equals(whole)
+    if isinstance(store, ParquetStore):
+        assert len(pieces) == -(-whole.num_rows // 1_000)
+    limited = list(store.query_batches(**day_of(MAY_1), ips=["203.0.113.5"], limit=7))
+    assert sum(p.num_rows for p in limited) == 7
+
+
+def test_both_backends_add_up_the_same_top_talkers_and_series(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_chdb()
+    batch = make_batch(10_000, local=customer_addresses(count=50))
+    answers = []
+    for backend in BACKENDS[:2]:
+        use_backend(runtime, backend, monkeypatch)
+        store = open_configured_store(runtime)
+        try:
+            seal(store, batch)
+            answers.append(
+                [
+                    store.top_talkers(**day_of(MAY_1), limit=30),
+                    store.top_talkers(**day_of(MAY_1), group="customer", by="flows"),
+                    store.top_talkers(**day_of(MAY_1), ports=[22, 53], by="packets"),
+                    store.time_series(**day_of(MAY_1), step_ms=3600_000, ips=["203.0.113.0/28"]),
+                    store.time_series(start_ms=MAY_1 + 1, end_ms=MAY_1 + DAY_MS, step_ms=9_000),
+                ]
+            )
+        finally:
+            store.close()
+    parquet_answers, clickhouse_answers = answers
+    for ours, theirs in zip(parquet_answers, clickhouse_answers, strict=True):
+        assert ours.num_rows > 0
+        assert theirs.equals(ours)
+    # The whole day's bytes, however cut, are the batch's.
+    assert sum(parquet_answers[4]["bytes"].to_pylist()) == int(
+        batch["bytes"][batch["start"] > MAY_1].sum()
+    )

@@ -176,9 +176,9 @@ def test_areas_not_built_yet_say_so_and_show_no_data(
     client: TestClient, initialised: Initialised
 ) -> None:
     sign_in(client, "admin", initialised.admin_password)
-    page = client.get("/flows", headers=HTML)
+    page = client.get("/detect", headers=HTML)
     assert page.status_code == 200
-    assert "Not built yet" in page.text and "#5" in page.text
+    assert "Not built yet" in page.text and "#6" in page.text
     assert "<table" not in page.text
 
 
@@ -205,3 +205,18 @@ def test_sign_out_ends_the_session(client: TestClient, initialised: Initialised)
     client.cookies.set("hw_session", str(session))
     again = client.get("/", headers=HTML, follow_redirects=False)
     assert again.status_code == 303 and again.headers["location"].startswith("/login")
+
+
+def test_the_navigation_shows_only_the_areas_a_role_may_open(
+    client: TestClient, runtime: Runtime
+) -> None:
+    make_user(runtime, "sally", ["sales"], "sallys-password-1")
+    sign_in(client, "sally", "sallys-password-1")
+    home = client.get("/", headers={"Accept": "text/html"}).text
+    assert 'href="/customers"' in home
+    assert 'href="/flows"' not in home
+    assert client.get("/flows", headers={"Accept": "text/html"}).status_code == 403
+    client.cookies.clear()
+    make_user(runtime, "desk", ["abuse"], "desk-password-12")
+    sign_in(client, "desk", "desk-password-12")
+    assert 'href="/flows"' in client.get("/", headers={"Accept": "text/html"}).text

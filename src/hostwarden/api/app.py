@@ -23,7 +23,8 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
-    from hostwarden.flows import api_holds
+    from hostwarden.flows import api_flows, api_holds
+    from hostwarden.flows import web as flows_web
     from hostwarden.registry import (
         api_admission,
         api_bulk,
@@ -50,7 +51,9 @@ def routers() -> list[APIRouter]:
         api_webhooks.router,
         api_bulk.router,
         api_holds.router,
+        api_flows.router,
         registry_web.router,
+        flows_web.router,
         web_routes.router,
     ]
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +80,14 @@ class RegistrySettings(_Section):
 CN_MIN_RETENTION_DAYS = 180
 
 
+#: Named groups of ``[flows] nat_regex``: the private (inside) address, the public
+#: (outside) address and the first port of its block are required; the last port
+#: (default: the first), the event (alloc/release words), the protocol and the time
+#: (default: the syslog header's) are optional.
+NAT_REGEX_REQUIRED = ("inside", "outside", "port_first")
+NAT_REGEX_GROUPS = (*NAT_REGEX_REQUIRED, "port_last", "event", "proto", "time")
+
+
 class FlowListener(_Section):
     protocol: Literal["netflow", "ipfix", "sflow"]
     host: str = "::"
@@ -108,6 +124,33 @@ class FlowSettings(_Section):
     #: per exporter) waiting for the template.
     template_wait_seconds: float = Field(60.0, ge=0, le=3600)
     template_wait_bytes: int = Field(4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    #: A NAT port-block log line of another vendor, as a Python regular expression with
+    #: named groups (see ``NAT_REGEX_GROUPS``); tried before the built-in Junos format.
+    nat_regex: str = ""
+
+    @field_validator("nat_regex")
+    @classmethod
+    def _nat_regex_has_groups(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            groups = set(re.compile(value).groupindex)
+        except re.error as exc:
+            raise ValueError(f"nat_regex is not a regular expression: {exc}") from None
+        missing = [g for g in NAT_REGEX_REQUIRED if g not in groups]
+        unknown = sorted(groups - set(NAT_REGEX_GROUPS))
+        if missing:
+            raise ValueError(
+                f"nat_regex lacks the named group(s) {', '.join(missing)}; it needs "
+                f"(?P<inside>…), (?P<outside>…) and (?P<port_first>…), and may have "
+                f"{', '.join(g for g in NAT_REGEX_GROUPS if g not in NAT_REGEX_REQUIRED)}"
+            )
+        if unknown:
+            raise ValueError(
+                f"nat_regex has named group(s) hostwarden does not read: {', '.join(unknown)}; "
+                f"use only {', '.join(NAT_REGEX_GROUPS)}, or make the others unnamed (?:…)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _retention_meets_profile(self) -> FlowSettings:

@@ -3,9 +3,15 @@
 ``hostwarden flows collect`` (and ``serve``) start ``settings.flows.workers`` worker
 processes. Every worker binds every listener with ``SO_REUSEPORT``, so the kernel spreads
 exporters over the workers by address hash and one exporter's datagrams stay with one
-worker, which keeps that exporter's templates. A worker decodes each datagram at once,
-gathers records into a batch, and every ``batch_records`` records or ``batch_seconds``
-seconds attributes the batch and writes it to the store.
+worker, which keeps that exporter's templates. A worker's receiving thread reads the
+sockets and decodes the datagrams in small batches; every ``batch_records`` records or
+``batch_seconds`` seconds it hands the records to the worker's writer thread, which
+attributes them and writes them to the store. Sealing a segment takes a second or two;
+on the receiving thread that let the socket buffer overflow (bench/RESULTS.md), so it
+happens on the writer thread, which mostly runs with the GIL released (sorting, Parquet
+encoding, zstd, fsync). The hand-off is bounded: when the writer falls that far behind,
+new batches are dropped and counted (``dropped-writer-behind``) rather than making the
+receiving thread wait, as the kernel would drop them anyway, uncounted by reason.
 
 Each worker writes its counters once a second to ``<home>/run/collector-<n>.json``; the
 service's ``/metrics`` reads those files (``CollectorMetrics``), so the figures are
@@ -51,6 +57,10 @@ DECODE_DATAGRAMS = 256
 DECODE_SECONDS = 0.02
 STATS_SECONDS = 1.0
 TEMPLATE_SAVE_SECONDS = 10.0
+#: Records the writer thread may have waiting (or ten batches, if more): past that, new
+#: batches are dropped and counted. About 150 bytes a record in memory; at 200,000
+#: records/s, a million records ride out a five-second stall of the store.
+WRITER_QUEUE_RECORDS = 1_000_000
 
 
 def run_dir(settings: Settings) -> Path:
@@ -116,6 +126,7 @@ class WorkerStats:
     batches_written: int = 0
     write_failures: int = 0
     pending_records: int = 0
+    writer_queue_records: int = 0
     buffered_sets: int = 0
     kernel_drops: int = 0
     kernel_queue_bytes: int = 0
@@ -133,6 +144,7 @@ class WorkerStats:
             "batches_written": self.batches_written,
             "write_failures": self.write_failures,
             "pending_records": self.pending_records,
+            "writer_queue_records": self.writer_queue_records,
             "buffered_sets": self.buffered_sets,
             "kernel_drops": self.kernel_drops,
             "kernel_queue_bytes": self.kernel_queue_bytes,
@@ -141,7 +153,8 @@ class WorkerStats:
 
 
 class CollectorWorker:
-    """One worker's loop: receive, decode, batch, attribute and store."""
+    """One worker: a receiving thread (receive, decode, batch) and a writer thread
+    (attribute, store, seal)."""
 
     def __init__(
         self,
@@ -151,6 +164,7 @@ class CollectorWorker:
         worker: int = 0,
         sockets: list[socket.socket] | None = None,
         stop: threading.Event | None = None,
+        writer_queue_records: int | None = None,
     ) -> None:
         self.settings = settings
         self.flows = settings.flows
@@ -175,9 +189,24 @@ class CollectorWorker:
         self.stats = WorkerStats(worker)
         self._received: list[tuple[bytes, str, int]] = []
         self._received_since = 0.0
+        # Decoded on the receiving thread, not handed off yet.
         self._pending: list[FlowBatch] = []
         self._pending_records = 0
         self._last_flush = time.monotonic()
+        # Handed off, waiting for the writer thread; and what a failed write kept.
+        self._queue: list[FlowBatch] = []
+        self._queued_records = 0
+        self._kept: FlowBatch | None = None
+        self._writing = 0  # records in the write under way, for the stats
+        self._dropped_unlogged = 0
+        self._dropped_logged_at = 0.0
+        self._queue_limit = writer_queue_records or max(
+            WRITER_QUEUE_RECORDS, 10 * self.flows.batch_records
+        )
+        self._wakeup = threading.Condition()
+        self._writer_done = threading.Event()
+        # One write at a time: the writer thread's, or flush() from the caller.
+        self._write_lock = threading.Lock()
         self._stats_file = run_dir(settings) / f"collector-{worker}.json"
 
     def _open(self) -> list[socket.socket]:
@@ -194,9 +223,17 @@ class CollectorWorker:
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> None:
+        """Receive until ``stop`` is set, then hand everything to the store: what was
+        decoded, what the writer had queued, and (by the caller closing the store) the
+        store's buffers."""
         selector = selectors.DefaultSelector()
         for sock in self.sockets:
             selector.register(sock, selectors.EVENT_READ, data=sock)
+        self._writer_done.clear()
+        writer = threading.Thread(
+            target=self._writer_loop, name=f"hostwarden-writer-{self.worker}", daemon=True
+        )
+        writer.start()
         next_stats = next_save = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -210,10 +247,9 @@ class CollectorWorker:
                 if self._pending_records >= self.flows.batch_records or (
                     self._pending_records and now - self._last_flush >= self.flows.batch_seconds
                 ):
-                    self.flush()
+                    self._hand_off()
                 if now >= next_stats:
                     self._take(self.decoder.expire(int(time.time() * 1000)))
-                    self._seal_due()
                     self.write_stats()
                     next_stats = now + STATS_SECONDS
                 if now >= next_save:
@@ -222,7 +258,12 @@ class CollectorWorker:
         finally:
             selector.close()
             self._decode_received()
-            self.flush()
+            self._hand_off(bounded=False)
+            self._writer_done.set()
+            with self._wakeup:
+                self._wakeup.notify()
+            writer.join()
+            self.flush()  # whatever the writer thread could not write: one more try
             self.save_templates()
             self.write_stats()
 
@@ -260,9 +301,9 @@ class CollectorWorker:
             self._pending.append(result.batch)
             self._pending_records += len(result.batch)
             self.stats.records += len(result.batch)
-            codes, counts = np.unique(result.batch["source"], return_counts=True)
-            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
-                self.stats.by_protocol[_protocol_label(code)] += count
+            counts = np.bincount(result.batch["source"])
+            for code in np.flatnonzero(counts).tolist():
+                self.stats.by_protocol[_protocol_label(code)] += int(counts[code])
         self.stats.buffered_sets = result.buffered
         for error in result.errors:
             self.stats.errors[error.reason] += 1
@@ -273,36 +314,98 @@ class CollectorWorker:
                 detail=error.detail[:300],
             )
 
-    def flush(self) -> None:
-        """Attribute and store the pending records. A failed write keeps them pending
-        (bounded: beyond ten batches' worth the oldest are dropped and counted) so a
-        store that recovers (disk freed) loses nothing that fitted in memory."""
-        if not self._pending:
-            self._last_flush = time.monotonic()
-            return
-        batch = FlowBatch.concat(self._pending)
-        try:
-            self.ingestor.ingest(batch)
-        except Exception as exc:
-            self.stats.write_failures += 1
-            log.error(
-                "flows.write_failed",
-                records=len(batch),
-                error=type(exc).__name__,
-                detail=str(exc)[:300],
-            )
-            limit = 10 * self.flows.batch_records
-            if len(batch) > limit:
-                self.stats.errors["dropped-after-write-failure"] += len(batch) - limit
-                batch = batch.take(np.arange(len(batch) - limit, len(batch)))
-            self._pending = [batch]
-            self._pending_records = len(batch)
-            self._last_flush = time.monotonic()
-            return
-        self.stats.batches_written += 1
-        self._pending = []
-        self._pending_records = 0
+    def _hand_off(self, *, bounded: bool = True) -> None:
+        """Pass the decoded records to the writer thread without waiting for it. If it
+        has more than the queue's limit waiting, the batch is dropped and counted."""
         self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        # Joined into one batch by the writer thread: a copy of every record, kept off
+        # this thread.
+        batch, size = self._pending, self._pending_records
+        self._pending, self._pending_records = [], 0
+        with self._wakeup:
+            # An empty queue takes any batch: the limit bounds a backlog, not a batch.
+            full = self._queued_records and self._queued_records + size > self._queue_limit
+            if bounded and full:
+                self.stats.errors["dropped-writer-behind"] += size
+                self._dropped_unlogged += size
+                now = time.monotonic()
+                if now - self._dropped_logged_at >= STATS_SECONDS:
+                    # One line a second at most: an overloaded worker drops many batches.
+                    log.warning(
+                        "flows.writer_behind",
+                        dropped=self._dropped_unlogged,
+                        queued=self._queued_records,
+                        limit=self._queue_limit,
+                    )
+                    self._dropped_unlogged, self._dropped_logged_at = 0, now
+                return
+            self._queue.extend(batch)
+            self._queued_records += size
+            self._wakeup.notify()
+
+    def _writer_loop(self) -> None:
+        """The writer thread: store what is handed off, retry what a failed write kept
+        every ``batch_seconds``, and let the store seal segments whose time is up; at
+        shutdown, write what is queued and stop."""
+        next_due = time.monotonic() + STATS_SECONDS
+        last_try = time.monotonic()
+        while True:
+            with self._wakeup:
+                if not self._queue and not self._writer_done.is_set():
+                    self._wakeup.wait(STATS_SECONDS)
+                queued = bool(self._queue)
+                done = self._writer_done.is_set()
+            now = time.monotonic()
+            if queued or (self._kept is not None and now - last_try >= self.flows.batch_seconds):
+                self._write_queued()
+                last_try = time.monotonic()
+            if now >= next_due:
+                self._seal_due()
+                next_due = now + STATS_SECONDS
+            if done and not queued:
+                return
+
+    def flush(self) -> None:
+        """Attribute and store every record not stored yet, on the calling thread (the
+        writer thread does this while the worker runs)."""
+        self._hand_off(bounded=False)
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        """One write of everything queued, after what an earlier failed write kept. A
+        failed write keeps the records (bounded: beyond ten batches' worth the oldest
+        are dropped and counted) so a store that recovers (disk freed) loses nothing
+        that fitted in memory."""
+        with self._write_lock:
+            with self._wakeup:
+                queued, self._queue = self._queue, []
+                self._queued_records = 0
+            kept, self._kept = self._kept, None
+            batch = FlowBatch.concat(([kept] if kept is not None else []) + queued)
+            if not len(batch):
+                return
+            self._writing = len(batch)
+            try:
+                self.ingestor.ingest(batch)
+            except Exception as exc:
+                self._writing = 0
+                self.stats.write_failures += 1
+                log.error(
+                    "flows.write_failed",
+                    records=len(batch),
+                    error=type(exc).__name__,
+                    detail=str(exc)[:300],
+                )
+                limit = 10 * self.flows.batch_records
+                if len(batch) > limit:
+                    self.stats.errors["dropped-after-write-failure"] += len(batch) - limit
+                    batch = batch.take(np.arange(len(batch) - limit, len(batch)))
+                self._kept = batch
+                return
+            self._writing = 0
+            self.stats.batches_written += 1
 
     def _seal_due(self) -> None:
         """Let the store seal segments whose time is up (``segment_seconds``) even when
@@ -323,7 +426,12 @@ class CollectorWorker:
             log.warning("flows.template_save_failed", detail=str(exc)[:300])
 
     def write_stats(self) -> None:
-        self.stats.pending_records = self._pending_records
+        kept = self._kept
+        queued = self._queued_records + self._writing
+        self.stats.writer_queue_records = queued
+        self.stats.pending_records = (
+            self._pending_records + queued + (len(kept) if kept is not None else 0)
+        )
         self.stats.kernel_drops, self.stats.kernel_queue_bytes = kernel_drops(self.inodes)
         path = self._stats_file
         try:
@@ -367,6 +475,11 @@ def _worker_main(home: str, config: str | None, worker: int) -> None:
     store = open_store(runtime)
     try:
         collector = CollectorWorker(settings, Ingestor(runtime, store), worker=worker, stop=stop)
+        # The registry index is built now, not when the first batch is due: that took
+        # half a second with 4,000 assignments, while datagrams queued in the kernel.
+        from hostwarden.registry import attribution
+
+        attribution.warm(runtime)
         log.info("flows.worker_started", worker=worker, pid=os.getpid())
         try:
             collector.run()
@@ -469,10 +582,12 @@ class CollectorMetrics(Collector):
         yield errors
         queue = GaugeMetricFamily(
             "hostwarden_flow_queue",
-            "Records waiting to be stored, and bytes waiting in the kernel socket queues.",
+            "Records waiting to be stored (of which queued for the writer thread), and bytes "
+            "waiting in the kernel socket queues.",
             labels=["worker", "where"],
         )
         for w in workers:
             queue.add_metric([str(w["worker"]), "batch"], float(w.get("pending_records", 0)))
+            queue.add_metric([str(w["worker"]), "writer"], float(w.get("writer_queue_records", 0)))
             queue.add_metric([str(w["worker"]), "kernel"], float(w.get("kernel_queue_bytes", 0)))
         yield queue

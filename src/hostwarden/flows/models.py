@@ -14,6 +14,10 @@ from hostwarden.core.timeutil import utcnow
 CHAIN_SEAL = "seal"
 CHAIN_EXPIRE = "expire"
 
+#: The dataset of flow records; the log datasets (``http``, ``nat``, ``ssh``) are listed in
+#: ``flows.store.datasets``.
+FLOWS_DATASET = "flows"
+
 
 class FlowSegment(Base):
     """One sealed segment (a Parquet file): where it is and what it holds.
@@ -27,8 +31,13 @@ class FlowSegment(Base):
     __table_args__ = (Index("ix_flow_segments_live_last", "expired_at", "last_ms"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    #: Path relative to the store directory: ``YYYY-MM-DD/<sealed>-<token>.parquet``.
+    #: Path relative to the store directory: ``YYYY-MM-DD/<sealed>-<token>.parquet`` for
+    #: flows, ``<dataset>/YYYY-MM-DD/<sealed>-<token>.parquet`` for a log dataset.
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: ``flows`` or a log dataset (``http``, ``nat``, ``ssh``): which schema its rows have.
+    dataset: Mapped[str] = mapped_column(
+        String(16), default=FLOWS_DATASET, server_default=FLOWS_DATASET, index=True
+    )
     #: UTC day of the records' start times, ``YYYY-MM-DD``.
     day: Mapped[str] = mapped_column(String(10), index=True)
     rows: Mapped[int] = mapped_column(BigInteger)

@@ -47,7 +47,8 @@ AREAS: tuple[Area, ...] = (
     Area(
         "flows",
         N_("Flows & logs"),
-        Perm.CONSOLE_VIEW,
+        Perm.FLOWS_READ,
+        ready=True,
         issue="#5",
         coming=(
             N_("NetFlow v5/v9, IPFIX and sFlow collection"),

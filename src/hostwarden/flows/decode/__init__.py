@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from hostwarden.flows.decode.base import DecodeError, DecodeResult, InterfaceCounters
@@ -64,6 +64,13 @@ class Decoder:
         self._ipfix = IpfixDecoder(self.templates)
         self._sflow: _Sflow | None = None
         self._sflow_missing = False
+        # The first two bytes name NetFlow and IPFIX (sFlow's are zero): one dict lookup
+        # instead of detect_protocol's checks, a tenth of the cost of a datagram.
+        self._by_head: dict[bytes, Callable[[bytes, str, int, RecordSink], None]] = {
+            b"\x00\x05": self._v5.feed,
+            b"\x00\x09": self._v9.feed,
+            b"\x00\x0a": self._ipfix.feed,
+        }
 
     def decode(self, payload: bytes, exporter: str, received_ms: int) -> DecodeResult:
         """One datagram from ``exporter`` (its address) received at ``received_ms``."""
@@ -75,9 +82,15 @@ class Decoder:
         The same as decoding them one by one, but data sets of one template are decoded
         together across datagrams: much faster for imports and busy collectors."""
         sink = RecordSink()
+        by_head = self._by_head
         for payload, exporter, received_ms in datagrams:
             try:
-                self._feed(bytes(payload), exporter, received_ms, sink)
+                data = bytes(payload)  # the same object when it is bytes already
+                feed = by_head.get(data[:2])
+                if feed is None:
+                    self._feed(data, exporter, received_ms, sink)
+                else:
+                    feed(data, exporter, received_ms, sink)
             except Exception as exc:  # a decoder bug must not stop a collector
                 log.exception("flow decoder failed on a datagram from %s", exporter)
                 sink.error(exporter, "decoder-bug", f"{type(exc).__name__}: {exc}")

@@ -76,12 +76,17 @@ class Netflow9Decoder(TemplatedDecoder):
                     f"its flowset holds {(len(body) - pos - 4) // 4}",
                 )
                 return
+            key = (exporter, 9, source_id, tid)
+            raw = bytes(body[pos : pos + need])
+            if self.unchanged(key, raw):
+                pos += need
+                continue
             pairs = struct.unpack_from(f">{2 * count}H", body, pos + 4)
             fields = tuple(FieldSpec(pairs[i], pairs[i + 1]) for i in range(0, 2 * count, 2))
             pos += need
             if self._variable(sink, exporter, source_id, tid, fields):
                 continue
-            self.learn(sink, (exporter, 9, source_id, tid), fields, options=False)
+            self.learn(sink, key, fields, options=False, raw=raw)
 
     def _options_templates(
         self, sink: RecordSink, exporter: str, source_id: int, body: memoryview

@@ -11,6 +11,7 @@ arrived before their template.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
@@ -313,6 +314,10 @@ class Pending(NamedTuple):
 
 
 _SAVE_FORMAT = 1
+#: Data waiting for its template that ``save`` writes, at most (the newest sets first
+#: fit): enough for a restart in the middle of a template storm, small enough to rewrite
+#: every ten seconds.
+SAVE_PENDING_BYTES = 8 * 1024 * 1024
 
 
 class TemplateCache:
@@ -327,14 +332,19 @@ class TemplateCache:
         wait_seconds: float = 60.0,
         wait_bytes: int = 4 * 1024 * 1024,
         max_templates: int = 65536,
+        total_wait_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         # Defaults are those of settings.flows.template_wait_seconds / _bytes.
         self.wait_ms = int(wait_seconds * 1000)
         self.wait_bytes = wait_bytes
+        #: All exporters together: many exporters each within their own share could
+        #: otherwise hold wait_bytes each.
+        self.total_wait_bytes = total_wait_bytes
+        self._pending_total = 0
         self.max_templates = max_templates
         self.stats: Counter[str] = Counter()
-        self._templates: dict[TemplateKey, Template] = {}
-        self._domains: dict[DomainKey, DomainState] = {}
+        self.templates: dict[TemplateKey, Template] = {}
+        self.domains: dict[DomainKey, DomainState] = {}
         self._layouts: dict[tuple[tuple[FieldSpec, ...], bool], Layout] = {}
         self._pending: OrderedDict[int, Pending] = OrderedDict()
         self._pending_seq = 0
@@ -344,10 +354,10 @@ class TemplateCache:
     # --- templates ----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._templates)
+        return len(self.templates)
 
     def get(self, key: TemplateKey) -> Template | None:
-        return self._templates.get(key)
+        return self.templates.get(key)
 
     def layout(self, fields: tuple[FieldSpec, ...], *, scope_is_element: bool) -> Layout:
         """The compiled layout of these fields, compiled on first use only."""
@@ -363,41 +373,41 @@ class TemplateCache:
         self, key: TemplateKey, fields: tuple[FieldSpec, ...], *, options: bool
     ) -> Template | None:
         """Store a template (new, refreshed or changed); None when the cache is full."""
-        current = self._templates.get(key)
+        current = self.templates.get(key)
         if current is not None and current.fields == fields and current.options == options:
             self.stats["templates-refreshed"] += 1
             return current
-        if current is None and len(self._templates) >= self.max_templates:
+        if current is None and len(self.templates) >= self.max_templates:
             self.stats["templates-refused"] += 1
             return None
         layout = self.layout(fields, scope_is_element=key[1] != 9)
         template = Template(key[3], fields, options, layout)
-        self._templates[key] = template
+        self.templates[key] = template
         self.stats["templates-changed" if current is not None else "templates-learned"] += 1
         return template
 
     def withdraw(self, key: TemplateKey) -> bool:
-        if self._templates.pop(key, None) is None:
+        if self.templates.pop(key, None) is None:
             return False
         self.stats["templates-withdrawn"] += 1
         return True
 
     def withdraw_all(self, domain: DomainKey, *, options: bool) -> int:
         """Withdraw every data (or options) template of one exporter's domain."""
-        doomed = [k for k, t in self._templates.items() if k[:3] == domain and t.options == options]
+        doomed = [k for k, t in self.templates.items() if k[:3] == domain and t.options == options]
         for k in doomed:
-            del self._templates[k]
+            del self.templates[k]
         self.stats["templates-withdrawn"] += len(doomed)
         return len(doomed)
 
     def domain(self, key: DomainKey) -> DomainState:
-        state = self._domains.get(key)
+        state = self.domains.get(key)
         if state is None:
-            state = self._domains[key] = DomainState()
+            state = self.domains[key] = DomainState()
         return state
 
     def peek_domain(self, key: DomainKey) -> DomainState | None:
-        return self._domains.get(key)
+        return self.domains.get(key)
 
     # --- data waiting for its template --------------------------------------------------
 
@@ -405,22 +415,32 @@ class TemplateCache:
     def pending(self) -> int:
         return len(self._pending)
 
-    def hold(self, item: Pending) -> tuple[bool, list[Pending]]:
+    def hold(self, item: Pending) -> tuple[bool, list[Pending], list[Pending]]:
         """Keep a data set until its template comes. Returns whether it was kept (not when
-        the exporter's share of the buffer is full, or waiting is off) and the sets that
-        meanwhile waited too long (removed)."""
+        the exporter's share of the buffer is full, or waiting is off), the sets that
+        meanwhile waited too long, and the oldest sets of any exporter pushed out to keep
+        all exporters together within ``total_wait_bytes`` (both removed)."""
         expired = self._expire_oldest(item.received_ms)
         exporter = item.key[0]
         size = len(item.data)
-        if self.wait_ms <= 0 or self._pending_bytes[exporter] + size > self.wait_bytes:
+        if (
+            self.wait_ms <= 0
+            or self._pending_bytes[exporter] + size > self.wait_bytes
+            or size > self.total_wait_bytes
+        ):
             self.stats["data-sets-dropped"] += 1
-            return False, expired
+            return False, expired, []
+        evicted: list[Pending] = []
+        while self._pending_total + size > self.total_wait_bytes:
+            evicted.append(self._forget(next(iter(self._pending))))
+        self.stats["data-sets-evicted"] += len(evicted)
         self._pending_seq += 1
         self._pending[self._pending_seq] = item
         self._pending_bytes[exporter] += size
+        self._pending_total += size
         self._pending_keys[item.key] += 1
         self.stats["data-sets-buffered"] += 1
-        return True, expired
+        return True, expired, evicted
 
     def release(self, key: TemplateKey) -> list[Pending]:
         """The data sets that waited for this template, oldest first (and forget them)."""
@@ -456,6 +476,7 @@ class TemplateCache:
         item = self._pending.pop(seq)
         exporter = item.key[0]
         self._pending_bytes[exporter] -= len(item.data)
+        self._pending_total -= len(item.data)
         if self._pending_bytes[exporter] <= 0:
             del self._pending_bytes[exporter]
         self._pending_keys[item.key] -= 1
@@ -465,8 +486,10 @@ class TemplateCache:
 
     # --- persistence --------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write templates and options state so that a restarted collector decodes at once.
+    def save(self, path: str | Path, *, pending_bytes: int = SAVE_PENDING_BYTES) -> None:
+        """Write templates, options state and the data waiting for templates (the newest,
+        up to ``pending_bytes``) so that a restarted collector decodes at once and
+        loses none of that data.
 
         Atomic: a temporary file in the same directory, fsync, rename, fsync of the
         directory; a crash leaves the previous file or the new one, never half of one."""
@@ -479,7 +502,7 @@ class TemplateCache:
                     "options": t.options,
                     "fields": [list(f) for f in t.fields],
                 }
-                for key, t in self._templates.items()
+                for key, t in self.templates.items()
             ],
             "domains": [
                 {
@@ -488,8 +511,9 @@ class TemplateCache:
                     "samplers": [[k, v] for k, v in s.samplers.items()],
                     "init_ms": s.init_ms,
                 }
-                for key, s in self._domains.items()
+                for key, s in self.domains.items()
             ],
+            "pending": self._pending_to_json(pending_bytes),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -535,6 +559,12 @@ class TemplateCache:
                 state.rate = int(entry["rate"])
                 state.samplers = {int(k): int(v) for k, v in entry["samplers"]}
                 state.init_ms = int(entry["init_ms"])
+            for entry in document.get("pending", []):
+                exporter, version, domain, tid = entry["key"]
+                key = (str(exporter), int(version), int(domain), int(tid))
+                data = base64.b64decode(entry["data"], validate=True)
+                item = Pending(key, int(entry["received_ms"]), data, *map(int, entry["times"]))
+                cache.hold(item)
         except FileNotFoundError:
             raise ValidationFailed(
                 f"template cache file {source} does not exist.",
@@ -547,7 +577,28 @@ class TemplateCache:
             ) from exc
         cache.stats.clear()
         cache.stats["templates-loaded"] = len(cache)
+        cache.stats["data-sets-loaded"] = cache.pending
         return cache
+
+    def _pending_to_json(self, room: int) -> list[dict[str, Any]]:
+        """The newest waiting data sets that fit in ``room`` bytes, oldest first.
+        Loading holds them again with their own arrival time, so the wait limit still
+        counts from when they came."""
+        chosen: list[Pending] = []
+        for item in reversed(self._pending.values()):
+            if len(item.data) > room:
+                break
+            room -= len(item.data)
+            chosen.append(item)
+        return [
+            {
+                "key": list(p.key),
+                "received_ms": p.received_ms,
+                "times": [p.export_ms, p.uptime_ms],
+                "data": base64.b64encode(p.data).decode("ascii"),
+            }
+            for p in reversed(chosen)
+        ]
 
 
 def _field_from_json(raw: Iterable[Any]) -> FieldSpec:

@@ -7,7 +7,7 @@ expires whole segments past the retention policy unless a legal hold pins them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -187,10 +187,61 @@ class FlowStore(Protocol):
         end_ms: int,
         ips: Sequence[str] = (),
         customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
         limit: int | None = None,
     ) -> pa.Table:
         """Records starting in [start_ms, end_ms), matching any of ``ips`` (addresses or
-        prefixes, on either side) and any of ``customers``, ordered by start."""
+        prefixes, on either side), any of ``customers``, any of ``ports`` (on either
+        side) and any of ``protos`` (IP protocol numbers), ordered by start."""
+
+    def query_batches(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+        limit: int | None = None,
+    ) -> Iterator[pa.Table]:
+        """What ``query`` answers, in pieces as the engine produces them, so that a
+        large answer is never held whole. Bad input and unreadable segments raise
+        before the first piece."""
+
+    def top_talkers(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        by: str = "bytes",
+        group: str = "ip",
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+        limit: int = 20,
+    ) -> pa.Table:
+        """The ``limit`` largest provider-side addresses (``group="ip"``) or customers
+        by ``by`` (bytes, packets or flows) over the matching records: columns key
+        (address text, or customer id as text, "-" for records nobody held),
+        customer_id (-1: none), flows, packets, bytes; largest first."""
+
+    def time_series(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+    ) -> pa.Table:
+        """Totals of the matching records per step from ``start_ms``: columns bucket_ms
+        (each step's start), flows, packets, bytes; every step present, empty ones
+        zero. At least 1 s a step and at most ``common.MAX_BUCKETS`` steps."""
 
     def segments(self, *, since_ms: int | None = None) -> list[Segment]:
         """Sealed segments (expired ones included), oldest first."""

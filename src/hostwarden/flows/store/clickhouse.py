@@ -47,11 +47,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import re
 import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -62,9 +62,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
-from hostwarden.core.timeutil import isoformat, utcnow
+from hostwarden.core.timeutil import utcnow
 from hostwarden.errors import ConfigError, HostwardenError, ValidationFailed
-from hostwarden.flows.models import FlowSegment
+from hostwarden.flows.models import FLOWS_DATASET, FlowSegment
 from hostwarden.flows.schema import COLUMNS, LOCAL_DST, NAMES, Column, FlowBatch
 from hostwarden.flows.store import (
     DAY_MS,
@@ -74,11 +74,13 @@ from hostwarden.flows.store import (
     StoreProblem,
     StoreVerifyReport,
     StoreWriteFailed,
+    common,
     integrity,
     retention,
     sealing,
 )
 from hostwarden.flows.store.common import QUERY_SCHEMA, range_condition, with_address_texts
+from hostwarden.flows.store.datasets import LOG_DATASETS
 from hostwarden.flows.store.retention import HoldScope
 
 if TYPE_CHECKING:
@@ -171,6 +173,10 @@ class Connection(Protocol):
         self, sql: str, fmt: str, params: Mapping[str, Any] | None = None
     ) -> Iterator[bytes]: ...
 
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]: ...
+
     def close(self) -> None: ...
 
 
@@ -241,6 +247,15 @@ class ServerConnection:
                     yield chunk
             finally:
                 response.close()
+        except Exception as exc:
+            raise _failed(self.where, sql, exc) from exc
+
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        try:
+            with self.client.query_arrow_stream(sql, parameters=dict(params or {})) as stream:
+                yield from stream
         except Exception as exc:
             raise _failed(self.where, sql, exc) from exc
 
@@ -342,6 +357,18 @@ class ChdbConnection:
         except Exception as exc:
             raise _failed(self.where, sql, exc) from exc
 
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        values = {k: _chdb_value(v) for k, v in (params or {}).items()}
+        try:
+            with self.session.send_query(sql, "ArrowStream", params=values or None) as stream:
+                for chunk in stream:
+                    # Each chunk chdb streams is a whole Arrow stream (schema, batches, end).
+                    yield from pa.ipc.open_stream(chunk.bytes())
+        except Exception as exc:
+            raise _failed(self.where, sql, exc) from exc
+
     def close(self) -> None:
         if self._closed:
             return
@@ -409,14 +436,6 @@ def _address_condition(ranges: Sequence[tuple[int, int]]) -> str:
         for first, last in ranges
         for column in ("src", "dst")
     )
-
-
-def _customer_condition(customers: Sequence[int]) -> str:
-    return f"customer_id IN ({', '.join(str(i) for i in sorted({int(c) for c in customers}))})"
-
-
-def _when_text(ms: int) -> str:
-    return isoformat(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -588,43 +607,138 @@ class ClickHouseStore(sealing.BufferedStore):
         end_ms: int,
         ips: Sequence[str] = (),
         customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
         limit: int | None = None,
     ) -> pa.Table:
-        if end_ms <= start_ms:
-            raise ValidationFailed(
-                f"the query's end ({_when_text(end_ms)}) is not after its start "
-                f"({_when_text(start_ms)}).",
-                hint="Give a later end time.",
-            )
-        if limit is not None and limit < 1:
-            raise ValidationFailed(f"limit {limit} is not positive.", hint="Give 1 or more.")
-        ranges = retention.address_ranges(ips)
+        planned = self._records_sql(start_ms, end_ms, ips, customers, ports, protos, limit)
+        if planned is None:
+            return QUERY_SCHEMA.empty_table()
+        table = self.connection.arrow(*planned)
+        if table.num_rows == 0:
+            return QUERY_SCHEMA.empty_table()
+        return with_address_texts(table)
+
+    def query_batches(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+        limit: int | None = None,
+    ) -> Iterator[pa.Table]:
+        planned = self._records_sql(start_ms, end_ms, ips, customers, ports, protos, limit)
+        if planned is None:
+            return iter(())
+        stream = self.connection.batches(*planned)
+        # The first piece is read here: a failing query raises to the caller before
+        # anything was sent.
+        first = next(stream, None)
+        if first is None:
+            return iter(())
+        return self._pieces(first, stream)
+
+    @staticmethod
+    def _pieces(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+        for batch in itertools.chain([first], rest):
+            if batch.num_rows:
+                yield with_address_texts(pa.Table.from_batches([batch]))
+
+    def _records_sql(
+        self,
+        start_ms: int,
+        end_ms: int,
+        ips: Sequence[str],
+        customers: Sequence[int],
+        ports: Sequence[int],
+        protos: Sequence[int],
+        limit: int | None,
+    ) -> tuple[str, dict[str, Any]] | None:
+        common.check_range(start_ms, end_ms)
+        common.check_limit(limit)
+        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
+        scanned = self._scan(start_ms, end_ms, wanted, NAMES)
+        if scanned is None:
+            return None
+        sql, params = scanned
+        sql += f" ORDER BY {_QUERY_ORDER}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return sql, params
+
+    def top_talkers(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        by: str = "bytes",
+        group: str = "ip",
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+        limit: int = 20,
+    ) -> pa.Table:
+        common.check_top(by, group, limit)
+        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
+        scanned = self._scan(start_ms, end_ms, wanted, common.TOP_COLUMNS)
+        if scanned is None:
+            return common.TOP_SCHEMA.empty_table()
+        source, params = scanned
+        found = self.connection.arrow(
+            common.top_sql(source, by=by, group=group, limit=limit), params
+        )
+        if found.num_rows == 0:
+            return common.TOP_SCHEMA.empty_table()
+        return common.top_table(found, group)
+
+    def time_series(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+    ) -> pa.Table:
+        buckets = common.check_series(start_ms, end_ms, step_ms)
+        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
+        scanned = self._scan(start_ms, end_ms, wanted, common.SERIES_COLUMNS)
+        found = pa.table({"bucket": pa.array([], pa.int64())})
+        if scanned is not None:
+            source, params = scanned
+            bucket = f"intDiv(toUnixTimestamp64Milli(start) - {int(start_ms)}, {int(step_ms)})"
+            found = self.connection.arrow(common.series_sql(source, bucket), params)
+        return common.series_table(found, start_ms=start_ms, step_ms=step_ms, buckets=buckets)
+
+    def _scan(
+        self, start_ms: int, end_ms: int, wanted: common.Filters, columns: Sequence[str]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The SQL of the matching rows' ``columns`` and its parameters; None when no
+        segment covers the range."""
+        common.check_range(start_ms, end_ms)
         with self.runtime.reading() as session:
             names = [row.name for row in self.live_segments(session, start_ms, end_ms)]
         if not names:
-            return QUERY_SCHEMA.empty_table()
+            return None
         # Only chained, live segments: rows an intruder added, or rows of expired
         # segments not yet removed, are never answered.
         conditions = [
             "segment IN {segments:Array(String)}",
             "start >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')",
             "start < fromUnixTimestamp64Milli({end:Int64}, 'UTC')",
+            *wanted.conditions(),
         ]
-        if customers:
-            conditions.append(_customer_condition(customers))
-        if ranges:
-            conditions.append(f"({_address_condition(ranges)})")
-        columns = ", ".join(f"`{n}`" for n in NAMES)
-        sql = (
-            f"SELECT {columns} FROM {self.table} WHERE {' AND '.join(conditions)} "  # noqa: S608
-            f"ORDER BY {_QUERY_ORDER}"
-        )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        table = self.connection.arrow(sql, {"segments": names, "start": start_ms, "end": end_ms})
-        if table.num_rows == 0:
-            return QUERY_SCHEMA.empty_table()
-        return with_address_texts(table)
+        if wanted.ranges:
+            conditions.append(f"({_address_condition(wanted.ranges)})")
+        selected = ", ".join(f"`{n}`" for n in columns)
+        sql = f"SELECT {selected} FROM {self.table} WHERE {' AND '.join(conditions)}"  # noqa: S608
+        return sql, {"segments": names, "start": start_ms, "end": end_ms}
 
     # --- integrity and retention -----------------------------------------------------
 
@@ -640,14 +754,22 @@ class ClickHouseStore(sealing.BufferedStore):
     ) -> StoreVerifyReport:
         since_day = None if since_ms is None else sealing.day_text(since_ms // DAY_MS)
 
-        def wanted(name: str) -> bool:
-            return since_day is None or name.split("/", 1)[0] >= since_day
-
         report = StoreVerifyReport()
         # Stored rows first, chain second: a segment sealed in between is then in the
         # chain we read, not reported as added.
         stored = self._stored()
+        settings = self.runtime.settings
+        log_files, temporary = integrity.list_files(
+            settings.home / settings.flows.store_dir, LOG_DATASETS
+        )
         state = integrity.verify_chain(self.runtime, report)
+
+        def wanted(name: str) -> bool:
+            # The log datasets' segments are Parquet files, checked below.
+            if state.datasets.get(name, FLOWS_DATASET) != FLOWS_DATASET:
+                return False
+            return since_day is None or name.split("/", 1)[0] >= since_day
+
         live = {
             name: body
             for name, body in sorted(state.sealed.items())
@@ -724,6 +846,16 @@ class ClickHouseStore(sealing.BufferedStore):
                     f"segment {name} was already {stored_state} when it expired (chain entry "
                     f"#{state.expired[name]})."
                 )
+        integrity.check_files(
+            self.runtime,
+            report,
+            state,
+            log_files,
+            temporary,
+            since_day=since_day,
+            progress=progress,
+            datasets=LOG_DATASETS,
+        )
         return report
 
     def _contains(self, segment: Segment, scope: HoldScope) -> bool:
@@ -734,7 +866,7 @@ class ClickHouseStore(sealing.BufferedStore):
         if scope.ranges:
             conditions.append(f"({_address_condition(scope.ranges)})")
         if scope.customers:
-            conditions.append(f"({_customer_condition(sorted(scope.customers))})")
+            conditions.append(f"({common.customer_condition(scope.customers)})")
         try:
             found = self.connection.arrow(
                 f"SELECT count() AS n FROM (SELECT 1 FROM {self.table} "  # noqa: S608

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,13 @@ from hostwarden.core.audit import GENESIS, canonical_json, checkpoint_message, r
 from hostwarden.core.models import AuditCheckpoint
 from hostwarden.core.signing import ChainSigner, ChainVerifier
 from hostwarden.core.timeutil import isoformat, utcnow
-from hostwarden.flows.models import CHAIN_EXPIRE, CHAIN_SEAL, FlowChainEntry, FlowSegment
+from hostwarden.flows.models import (
+    CHAIN_EXPIRE,
+    CHAIN_SEAL,
+    FLOWS_DATASET,
+    FlowChainEntry,
+    FlowSegment,
+)
 from hostwarden.flows.store import ProgressFn, StoreProblem, StoreVerifyReport
 
 if TYPE_CHECKING:
@@ -152,6 +158,8 @@ class ChainState:
     expired: dict[str, int] = field(default_factory=dict)
     #: Segments whose file was missing or resized when they expired.
     expired_damaged: dict[str, str] = field(default_factory=dict)
+    #: The dataset each seal entry names (``flows`` when it names none).
+    datasets: dict[str, str] = field(default_factory=dict)
 
 
 def _walk(entries: list[FlowChainEntry], report: StoreVerifyReport) -> ChainState:
@@ -191,6 +199,7 @@ def _walk(entries: list[FlowChainEntry], report: StoreVerifyReport) -> ChainStat
         if entry.kind == CHAIN_SEAL:
             state.sealed[entry.segment] = body
             state.sealed_seq[entry.segment] = entry.seq
+            state.datasets[entry.segment] = str(body.get("dataset", FLOWS_DATASET))
         elif entry.kind == CHAIN_EXPIRE:
             state.expired[entry.segment] = entry.seq
             if body.get("file", "present") != "present":
@@ -309,6 +318,9 @@ def _check_index(rows: list[FlowSegment], state: ChainState, report: StoreVerify
         differs = [name for name in _INDEXED if getattr(row, name) != sealed.get(name)]
         if row.seal_seq != state.sealed_seq[row.name]:
             differs.append("seal_seq")
+        if row.dataset != state.datasets[row.name]:
+            # A changed dataset would hide a segment from the queries of its own.
+            differs.append("dataset")
         expired_seq = state.expired.get(row.name)
         if (row.expired_at is not None) != (expired_seq is not None) or (
             expired_seq is not None and row.expire_seq != expired_seq
@@ -352,24 +364,42 @@ def verify_chain(runtime: Runtime, report: StoreVerifyReport) -> ChainState:
     return state
 
 
-def list_files(root: Path) -> tuple[dict[str, Path], list[Path]]:
-    """Segment files under ``root`` by name (relative path), and leftover temporary files."""
+def list_files(
+    root: Path, subdirs: Iterable[str] | None = None
+) -> tuple[dict[str, Path], list[Path]]:
+    """Segment files under ``root`` (or only under these subdirectories of it: the log
+    datasets' directories) by name (path relative to ``root``), and leftover temporary
+    files."""
     found: dict[str, Path] = {}
     temporary: list[Path] = []
-    if not root.is_dir():
-        return found, temporary
-    for dirpath, _dirs, files in os.walk(root):
+    tops = [root] if subdirs is None else [root / d for d in subdirs]
+    for top in tops:
+        if top.is_dir():
+            _list_under(root, top, found, temporary)
+    return found, temporary
+
+
+def _list_under(root: Path, top: Path, found: dict[str, Path], temporary: list[Path]) -> None:
+    for dirpath, _dirs, files in os.walk(top):
         for name in files:
             path = Path(dirpath) / name
             if name.endswith(TEMP_SUFFIX):
                 temporary.append(path)
             elif name.endswith(SEGMENT_SUFFIX):
                 found[path.relative_to(root).as_posix()] = path
-    return found, temporary
 
 
-def _day_of(name: str) -> str:
-    return name.split("/", 1)[0]
+def dataset_of(name: str) -> str:
+    """The dataset a segment's name places it in (a file no chain entry seals has only
+    its name to say)."""
+    parts = name.split("/")
+    return parts[0] if len(parts) >= 3 else FLOWS_DATASET
+
+
+def day_of(name: str) -> str:
+    """The UTC day of a segment name: ``YYYY-MM-DD/…`` (flows) or ``<dataset>/YYYY-MM-DD/…``."""
+    parts = name.split("/")
+    return parts[-2] if len(parts) >= 2 else parts[0]
 
 
 def verify_store(
@@ -387,9 +417,29 @@ def verify_store(
     # not reported as added.
     on_disk, temporary = list_files(root)
     state = verify_chain(runtime, report)
+    check_files(runtime, report, state, on_disk, temporary, since_day=since_day, progress=progress)
+    return report
+
+
+def check_files(
+    runtime: Runtime,
+    report: StoreVerifyReport,
+    state: ChainState,
+    on_disk: dict[str, Path],
+    temporary: list[Path],
+    *,
+    since_day: str | None = None,
+    progress: ProgressFn | None = None,
+    datasets: Collection[str] | None = None,
+) -> None:
+    """The file half of verification: every live segment file (of ``datasets``, or all)
+    at or after ``since_day`` against its seal entry, and files no entry seals; a
+    backend that keeps flows elsewhere calls it for the log datasets' files."""
 
     def wanted(name: str) -> bool:
-        return since_day is None or _day_of(name) >= since_day
+        if datasets is not None and state.datasets.get(name, dataset_of(name)) not in datasets:
+            return False
+        return since_day is None or day_of(name) >= since_day
 
     live = {
         name: body
@@ -472,7 +522,6 @@ def verify_store(
             )
     for path in sorted(temporary):
         report.notes.append(f"{path} is a leftover temporary file of an interrupted seal.")
-    return report
 
 
 def still_live(runtime: Runtime, names: Iterable[str]) -> list[str]:

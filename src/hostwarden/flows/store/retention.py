@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
 from hostwarden.core.timeutil import isoformat
-from hostwarden.flows.models import CHAIN_EXPIRE, FlowSegment, LegalHold
+from hostwarden.flows.models import CHAIN_EXPIRE, FLOWS_DATASET, FlowSegment, LegalHold
 from hostwarden.flows.store import DAY_MS, ExpiryReport, Segment, integrity
 from hostwarden.registry import netaddr
 
@@ -119,12 +119,14 @@ def expire_segments(
     stored_state: StoredState,
     leftovers: Callable[[Session, int], list[str]],
     remove: Callable[[Sequence[str]], None],
+    datasets: Sequence[str] = (FLOWS_DATASET,),
 ) -> ExpiryReport:
     """Expire, in ``op``'s transaction, every live segment past retention that no legal
     hold pins: one ``expire`` chain entry each, one audit entry for the run, a signed
     head. The backend's ``remove`` deletes the data of those segments (and of
     ``leftovers``: segments expired earlier whose data a crash left behind) only once
-    the transaction has committed, so a rolled-back run removes nothing."""
+    the transaction has committed, so a rolled-back run removes nothing. Only segments
+    of ``datasets`` are considered: each backend expires what it stores."""
     days = runtime.settings.flows.retention_days
     cutoff = now_ms - days * DAY_MS
     report = ExpiryReport(cutoff_ms=cutoff, retention_days=days)
@@ -135,7 +137,11 @@ def expire_segments(
     candidates = list(
         session.scalars(
             select(FlowSegment)
-            .where(FlowSegment.expired_at.is_(None), FlowSegment.last_ms < cutoff)
+            .where(
+                FlowSegment.dataset.in_(list(datasets)),
+                FlowSegment.expired_at.is_(None),
+                FlowSegment.last_ms < cutoff,
+            )
             .order_by(FlowSegment.first_ms, FlowSegment.id)
         )
     )

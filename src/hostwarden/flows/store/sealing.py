@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
 from hostwarden.core.timeutil import isoformat
-from hostwarden.flows.models import CHAIN_SEAL, FlowSegment
+from hostwarden.flows.models import CHAIN_SEAL, FLOWS_DATASET, FlowSegment
 from hostwarden.flows.schema import LOCAL_DST, FlowBatch
 from hostwarden.flows.store import DAY_MS, Segment, StoreWriteFailed, integrity
 from hostwarden.registry import netaddr
@@ -88,6 +88,7 @@ def record_seal(
     size: int,
     fields: dict[str, Any],
     sealed_at: datetime,
+    dataset: str = FLOWS_DATASET,
 ) -> tuple[Segment, dict[str, Any] | None]:
     """Chain a stored segment and add its index row, in one transaction; returns the
     segment and the signed checkpoint to publish once that transaction has committed.
@@ -95,6 +96,10 @@ def record_seal(
     body = {"day": day, "sha256": sha256, "size": size, **fields}
     chained = {k: body[k] for k in CHAINED_FIELDS}
     chained["sealed_at"] = isoformat(sealed_at)
+    if dataset != FLOWS_DATASET:
+        # Only log segments name their dataset: entries chained before there were log
+        # datasets must hash as they did.
+        chained["dataset"] = dataset
     with runtime.db.session() as session:
         integrity.lock_chain(session)
         entry = integrity.append(session, CHAIN_SEAL, name, chained)
@@ -105,6 +110,7 @@ def record_seal(
             size=size,
             sealed_at=sealed_at,
             seal_seq=entry.seq,
+            dataset=dataset,
             **fields,
         )
         session.add(row)
@@ -254,19 +260,27 @@ class BufferedStore:
     # --- the index ---------------------------------------------------------------------
 
     def segments(self, *, since_ms: int | None = None) -> list[Segment]:
-        query = select(FlowSegment).order_by(FlowSegment.first_ms, FlowSegment.id)
+        query = (
+            select(FlowSegment)
+            .where(FlowSegment.dataset == FLOWS_DATASET)
+            .order_by(FlowSegment.first_ms, FlowSegment.id)
+        )
         if since_ms is not None:
             query = query.where(FlowSegment.last_ms >= since_ms)
         with self.runtime.reading() as session:
             return [Segment.of(row) for row in session.scalars(query)]
 
     @staticmethod
-    def live_segments(session: Session, start_ms: int, end_ms: int) -> list[FlowSegment]:
-        """Unexpired segments with records in [start_ms, end_ms), oldest first."""
+    def live_segments(
+        session: Session, start_ms: int, end_ms: int, *, dataset: str = FLOWS_DATASET
+    ) -> list[FlowSegment]:
+        """Unexpired segments of ``dataset`` with records in [start_ms, end_ms), oldest
+        first."""
         return list(
             session.scalars(
                 select(FlowSegment)
                 .where(
+                    FlowSegment.dataset == dataset,
                     FlowSegment.expired_at.is_(None),
                     FlowSegment.first_ms < end_ms,
                     FlowSegment.last_ms >= start_ms,
