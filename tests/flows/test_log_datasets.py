@@ -24,7 +24,7 @@ from hostwarden.flows.jobs import expire_segments
 from hostwarden.flows.logformats import LogLineError
 from hostwarden.flows.models import FlowChainEntry, FlowSegment
 from hostwarden.flows.store import StoreWriteFailed, open_store
-from hostwarden.flows.store import parquet as parquet_store
+from hostwarden.flows.store import files as files_store
 from hostwarden.flows.store.datasets import LogStore
 from hostwarden.registry import inventory
 from tests.registry.inventory_support import make_customers, make_ranges
@@ -257,20 +257,20 @@ def test_expiry_removes_old_log_segments_unless_a_hold_pins_them(
 def test_a_full_disk_while_sealing_stores_nothing_and_keeps_the_records(
     runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = parquet_store._write_all
+    real_write = files_store.write_all
 
     def write_until_full(fd: int, data: memoryview) -> None:
         real_write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(parquet_store, "_write_all", write_until_full)
+    monkeypatch.setattr(files_store, "write_all", write_until_full)
     with pytest.raises(StoreWriteFailed, match="could not be written") as caught:
         import_log(runtime, "auth.log", "ssh-auth", server_ip="192.0.2.10", year=2026)
     assert "disk is full" in str(caught.value.hint)
     assert log_segments(runtime) == []
     root = settings.home / settings.flows.store_dir
     assert not [p for p in root.rglob("*") if p.is_file() and "ssh" in p.parts]
-    monkeypatch.setattr(parquet_store, "_write_all", real_write)
+    monkeypatch.setattr(files_store, "write_all", real_write)
     report = import_log(runtime, "auth.log", "ssh-auth", server_ip="192.0.2.10", year=2026)
     assert report["records"] == 9 and len(log_segments(runtime)) == 1
 

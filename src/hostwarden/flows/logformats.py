@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -534,12 +534,44 @@ def is_access_json(item: dict[str, Any]) -> bool:
     return _pick(item, "client") is not None and _pick(item, "status") is not None
 
 
+_Row = TypeVar("_Row")
+
+
+def _in_chunks(
+    found: Iterator[tuple[int, _Row]],
+    build: Callable[[list[_Row], list[int]], pa.Table],
+    stats: ParseStats,
+) -> Iterator[pa.Table]:
+    """Tables of up to ``CHUNK`` rows from (line number, row) pairs; the numbers go with
+    the rows so that a value found wrong while building a table names its line."""
+    rows: list[_Row] = []
+    numbers: list[int] = []
+    for number, row in found:
+        rows.append(row)
+        numbers.append(number)
+        if len(rows) >= CHUNK:
+            yield build(rows, numbers)
+            stats.records += len(rows)
+            rows, numbers = [], []
+    if rows:
+        yield build(rows, numbers)
+        stats.records += len(rows)
+
+
 def read_access_json(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa.Table]:
     fmt = "nginx-json"
     clf = _Times(_clf_time)
     iso = _Times(lambda t: _iso_time(t, ctx))
-    chunk: list[dict[str, Any]] = []
-    numbers: list[int] = []
+    return _in_chunks(
+        _json_items(handle, ctx, stats, fmt),
+        lambda chunk, numbers: _json_table(chunk, numbers, ctx, clf, iso, fmt),
+        stats,
+    )
+
+
+def _json_items(
+    handle: IO[str], ctx: LogContext, stats: ParseStats, fmt: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in enumerate(handle, start=1):
         stats.lines += 1
         if not line.strip():
@@ -557,15 +589,7 @@ def read_access_json(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Ite
                 )
         if _pick(item, "request") is None and _pick(item, "uri") is None:
             raise _error(fmt, ctx, number, "no request (or request_uri)", _JSON_HINT)
-        chunk.append(item)
-        numbers.append(number)
-        if len(chunk) >= CHUNK:
-            yield _json_table(chunk, numbers, ctx, clf, iso, fmt)
-            stats.records += len(chunk)
-            chunk, numbers = [], []
-    if chunk:
-        yield _json_table(chunk, numbers, ctx, clf, iso, fmt)
-        stats.records += len(chunk)
+        yield number, item
 
 
 def _json_time(value: Any, clf: _Times, iso: _Times) -> int:
@@ -799,9 +823,17 @@ _SSH_HINT = (
 
 def read_ssh(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa.Table]:
     fmt = "ssh-auth"
+    return _in_chunks(
+        _ssh_rows(handle, ctx, stats, fmt),
+        lambda rows, numbers: _ssh_table(rows, numbers, ctx, fmt),
+        stats,
+    )
+
+
+def _ssh_rows(
+    handle: IO[str], ctx: LogContext, stats: ParseStats, fmt: str
+) -> Iterator[tuple[int, tuple[Any, ...]]]:
     iso, bsd = _syslog_times(ctx)
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
     for number, line in enumerate(handle, start=1):
         stats.lines += 1
         text = line.rstrip("\r\n")
@@ -823,7 +855,8 @@ def read_ssh(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa
             )
         groups = match.groupdict()
         port = groups.get("port")
-        rows.append(
+        yield (
+            number,
             (
                 entry.time_ms,
                 entry.host,
@@ -833,16 +866,8 @@ def read_ssh(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa
                 kind[1],
                 groups.get("method"),
                 entry.pid,
-            )
+            ),
         )
-        numbers.append(number)
-        if len(rows) >= CHUNK:
-            yield _ssh_table(rows, numbers, ctx, fmt)
-            stats.records += len(rows)
-            rows, numbers = [], []
-    if rows:
-        yield _ssh_table(rows, numbers, ctx, fmt)
-        stats.records += len(rows)
 
 
 def _ssh_table(
@@ -909,9 +934,17 @@ def nat_event(text: str | None) -> str:
 
 def read_nat(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa.Table]:
     fmt = "nat-syslog"
+    return _in_chunks(
+        _nat_rows(handle, ctx, stats, fmt),
+        lambda rows, numbers: _nat_table(rows, numbers, ctx, fmt),
+        stats,
+    )
+
+
+def _nat_rows(
+    handle: IO[str], ctx: LogContext, stats: ParseStats, fmt: str
+) -> Iterator[tuple[int, tuple[Any, ...]]]:
     iso, bsd = _syslog_times(ctx)
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
     for number, line in enumerate(handle, start=1):
         stats.lines += 1
         text = line.rstrip("\r\n")
@@ -947,7 +980,8 @@ def read_nat(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa
             raise _error(
                 fmt, ctx, number, f"ports {first}-{last} are not a range in 0–65535", _NAT_HINT
             )
-        rows.append(
+        yield (
+            number,
             (
                 when,
                 nat_event(groups.get("event")),
@@ -956,16 +990,8 @@ def read_nat(handle: IO[str], ctx: LogContext, stats: ParseStats) -> Iterator[pa
                 first,
                 last,
                 groups.get("proto") or None,
-            )
+            ),
         )
-        numbers.append(number)
-        if len(rows) >= CHUNK:
-            yield _nat_table(rows, numbers, ctx, fmt)
-            stats.records += len(rows)
-            rows, numbers = [], []
-    if rows:
-        yield _nat_table(rows, numbers, ctx, fmt)
-        stats.records += len(rows)
 
 
 def _nat_table(

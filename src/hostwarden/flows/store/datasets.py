@@ -17,14 +17,9 @@ time, so that a query for a customer's address reads one or two row groups.
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import secrets
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -33,20 +28,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
-from hostwarden.core.timeutil import isoformat, utcnow
+from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
-from hostwarden.flows.models import FlowSegment
 from hostwarden.flows.store import (
     DAY_MS,
     ExpiryReport,
     Segment,
-    SegmentUnreadable,
-    StoreWriteFailed,
-    integrity,
+    files,
     parquet,
     retention,
     sealing,
@@ -264,29 +255,6 @@ def segment_bytes(dataset: str, table: pa.Table) -> bytes:
     return bytes(sink.getvalue())
 
 
-def _write_file(path: Path, data: memoryview) -> None:
-    """Temporary name, fsync, rename, fsync directory, as flow segments are written
-    (through ``parquet._write_all``, the one place segment bytes reach the disk)."""
-    new_dirs = [p for p in (path.parent.parent, path.parent) if not p.is_dir()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for directory in new_dirs:
-        parquet._fsync_dir(directory.parent)
-    tmp = path.with_name(f".{path.name}{integrity.TEMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        try:
-            parquet._write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    parquet._fsync_dir(path.parent)
-
-
 #: Query bounds are clamped to what a datetime holds (years 1970–9999).
 _LAST_MS = 253_402_300_799_000
 
@@ -418,48 +386,17 @@ class LogStore:
         return sealed
 
     def _seal(self, dataset: str, day: int, table: pa.Table) -> Segment:
-        data = segment_bytes(dataset, table)
-        fields = index_fields(table)
-        day_name = sealing.day_text(day)
-        sealed_at = utcnow()
-        name = f"{dataset}/{day_name}/{sealed_at:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.parquet"
-        path = self.root / name
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            _write_file(path, memoryview(data))
-        except OSError as exc:
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            raise StoreWriteFailed(
-                f"{dataset} log segment {name} ({table.num_rows} records) could not be "
-                f"written to {path.parent}: {exc.strerror or exc}.",
-                hint=(
-                    "The disk is full: free space there or move flows.store_dir. "
-                    if full
-                    else "Check the directory's permissions and the disk. "
-                )
-                + "These records were not stored (segments sealed before them were); "
-                "they stay buffered for the next flush.",
-            ) from exc
-        try:
-            segment, checkpoint = sealing.record_seal(
-                self.runtime,
-                name=name,
-                day=day_name,
-                sha256=digest,
-                size=len(data),
-                fields=fields,
-                sealed_at=sealed_at,
-                dataset=dataset,
-            )
-        except BaseException:
-            # Not chained, so not sealed: a file left here would show as "added".
-            with suppress(OSError):
-                path.unlink()
-                parquet._fsync_dir(path.parent)
-            raise
-        sealing.publish_head(self.runtime, checkpoint)
-        log.info("log segment sealed", segment=name, rows=table.num_rows, bytes=len(data))
-        return segment
+        return files.seal_file(
+            self.runtime,
+            self.root,
+            segment_bytes(dataset, table),
+            day_name=sealing.day_text(day),
+            fields=index_fields(table),
+            what=f"{dataset} log segment",
+            kept="These records were not stored (segments sealed before them were); "
+            "they stay buffered for the next flush.",
+            dataset=dataset,
+        )
 
     # --- reading -------------------------------------------------------------------------
 
@@ -518,26 +455,8 @@ class LogStore:
             assert relation is not None  # a SELECT always gives a relation
             table = relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise self._unreadable(names, exc) from exc
+            raise files.unreadable(self.root, names, exc, "log segment") from exc
         return readable(dataset, table.cast(SCHEMAS[dataset]))
-
-    def _unreadable(self, names: Sequence[str], exc: duckdb.Error) -> SegmentUnreadable:
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        culprit = next((n for n in names if str(self.root / n) in str(exc)), None)
-        if culprit is None:
-            for name in names:
-                try:
-                    pq.read_metadata(self.root / name)
-                except Exception:
-                    culprit = name
-                    break
-        hint = "Run `hostwarden logs verify` to see whether it was altered, truncated or deleted."
-        if culprit is None:
-            return SegmentUnreadable(
-                f"the log segments of this time range cannot be read: {message}", hint=hint
-            )
-        state = "is missing" if not (self.root / culprit).exists() else "is corrupt"
-        return SegmentUnreadable(f"log segment {culprit} {state}: {message}", hint=hint)
 
     # --- retention -----------------------------------------------------------------------
 
@@ -566,57 +485,8 @@ class LogStore:
             return True
         return bool(row and row[0])
 
-    def _file_state(self, row: FlowSegment) -> str:
-        try:
-            size = (self.root / row.name).stat().st_size
-        except FileNotFoundError:
-            return "missing"
-        return "present" if size == row.size else "resized"
-
     def _expired_leftovers(self, session: Session, cutoff: int) -> list[str]:
-        """Files of log segments expired earlier that are still there (a crash between
-        the expiry's commit and the deletion), in day directories old enough."""
-        cutoff_day = sealing.day_text(cutoff // DAY_MS)
-        on_disk: list[str] = []
-        for dataset in LOG_DATASETS:
-            top = self.root / dataset
-            if not top.is_dir():
-                continue
-            for day in top.iterdir():
-                if day.is_dir() and day.name <= cutoff_day:
-                    on_disk += [
-                        f"{dataset}/{day.name}/{f.name}"
-                        for f in day.iterdir()
-                        if f.name.endswith(integrity.SEGMENT_SUFFIX)
-                    ]
-        if not on_disk:
-            return []
-        expired = session.scalars(
-            select(FlowSegment.name).where(
-                FlowSegment.name.in_(on_disk), FlowSegment.expired_at.is_not(None)
-            )
-        )
-        return list(expired)
-
-    def _remove_files(self, names: Sequence[str]) -> None:
-        touched: set[Path] = set()
-        for name in names:
-            path = self.root / name
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                log.exception("expired log segment not removed; retried next run", segment=name)
-                continue
-            touched.add(path.parent)
-        for directory in touched:
-            with suppress(OSError):
-                if any(directory.iterdir()):
-                    parquet._fsync_dir(directory)
-                else:
-                    directory.rmdir()
-                    parquet._fsync_dir(directory.parent)
+        return files.expired_leftovers(session, self.root, [f"{d}/" for d in LOG_DATASETS], cutoff)
 
     def expire(self, op: Operation, now_ms: int) -> ExpiryReport:
         """Expire the log segments past ``flows.retention_days`` that no legal hold pins
@@ -627,9 +497,9 @@ class LogStore:
             now_ms,
             backend="logs",
             contains=self._contains,
-            stored_state=self._file_state,
+            stored_state=partial(files.file_state, self.root),
             leftovers=self._expired_leftovers,
-            remove=self._remove_files,
+            remove=partial(files.remove_files, self.root),
             datasets=LOG_DATASETS,
         )
 
