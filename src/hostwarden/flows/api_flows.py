@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from hostwarden.api.deps import Principal, require, runtime_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.rbac import Perm
-from hostwarden.core.runtime import Runtime
+from hostwarden.core.runtime import Actor, Runtime
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
 from hostwarden.flows.store import FlowStore, common, open_store
@@ -95,20 +95,25 @@ def _stream(
         store.close()
 
 
-def _audited_store(
-    runtime: Runtime, who: Principal, args: dict[str, Any], **more: Any
-) -> FlowStore:
-    """Open the store for reading records, after auditing who takes which ones out:
-    flow records are personal data that the law asks to be handed only to those
+def audit_read(runtime: Runtime, actor: Actor, args: dict[str, Any], **more: Any) -> None:
+    """Record who takes which flow records out (the API, the console's listing and its
+    downloads): they are personal data that the law asks to be handed only to those
     entitled, so every read of them is on record (aggregates are not)."""
     scope = {
         "from": _text(args["start_ms"]),
         "to": _text(args["end_ms"]),
-        **{k: args[k] for k in ("ips", "customers", "ports", "protos") if args[k]},
+        **{k: list(args[k]) for k in ("ips", "customers", "ports", "protos") if args[k]},
         **more,
     }
-    with runtime.operation(who.actor()) as op:
+    with runtime.operation(actor) as op:
         op.audit("flows.query", "flow_records", scope["from"], after=scope)
+
+
+def _audited_store(
+    runtime: Runtime, who: Principal, args: dict[str, Any], **more: Any
+) -> FlowStore:
+    """Open the store for reading records, after auditing the read."""
+    audit_read(runtime, who.actor(), args, **more)
     return open_store(runtime)
 
 

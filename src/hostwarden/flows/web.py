@@ -420,20 +420,9 @@ class SearchResult:
 
 
 def _audit_listing(runtime: Runtime, actor: Actor, wanted: FlowFilter) -> None:
-    # Records are personal data: every read of them is on record, as through the API
+    # Records are personal data: the listing is on record as a read through the API is
     # (flows.query, same scope); the chart and top talkers are aggregates and are not.
-    scope: dict[str, Any] = {
-        "from": isoformat(datetime.fromtimestamp(wanted.start_ms / 1000, UTC)),
-        "to": isoformat(datetime.fromtimestamp(wanted.end_ms / 1000, UTC)),
-        **{k: list(v) for k, v in wanted.store_args().items() if k not in _RANGE and v},
-        "limit": FIRST_RECORDS,
-        "via": "console",
-    }
-    with runtime.operation(actor) as op:
-        op.audit("flows.query", "flow_records", scope["from"], after=scope)
-
-
-_RANGE = ("start_ms", "end_ms")
+    api_flows.audit_read(runtime, actor, wanted.store_args(), limit=FIRST_RECORDS, via="console")
 
 
 def run_search(
