@@ -182,3 +182,22 @@ def test_a_time_series_in_the_shell(sealed: Segment) -> None:
 )
 def test_bad_query_requests_say_what_to_do(sealed: Segment, args: list[str], words: str) -> None:
     assert words in refused("flows", *args)
+
+
+def test_a_bare_date_is_that_utc_day_as_in_legal_holds(sealed: Segment) -> None:
+    (day,) = json.loads(
+        run(
+            "flows",
+            "series",
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-05-01",
+            "--step",
+            "1d",
+            "--json",
+        )
+    )
+    assert day["bucket"] == "2026-05-01T00:00:00.000000Z" and day["flows"] == 6
+    explicit = ["--from", "2026-05-01T00:00:00Z", "--to", "2026-05-02T00:00:00Z"]
+    assert json.loads(run("flows", "series", *explicit, "--step", "1d", "--json")) == [day]

@@ -18,8 +18,9 @@ from hostwarden.core.rbac import Perm
 from hostwarden.core.runtime import Actor, Runtime
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
+from hostwarden.flows.holds import hold_time
 from hostwarden.flows.store import FlowStore, common, open_store
-from hostwarden.registry.inventory import aware_time
+from hostwarden.flows.store.retention import epoch_ms
 
 router = APIRouter(prefix="/api/v1/flows", tags=["flows"])
 log = get_logger("hostwarden.flows.api")
@@ -29,9 +30,14 @@ RECORD_FORMATS = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=ut
 
 def query_args(
     start: str = Query(
-        ..., alias="from", description="Start, ISO 8601 with zone, e.g. 2026-05-01T08:00+08:00."
+        ...,
+        alias="from",
+        description="Start, ISO 8601 with zone, e.g. 2026-05-01T08:00+08:00; a bare date "
+        "is that UTC day.",
     ),
-    end: str = Query(..., alias="to", description="End (exclusive), ISO 8601 with zone."),
+    end: str = Query(
+        ..., alias="to", description="End (exclusive), ISO 8601 with zone; a bare date ends it."
+    ),
     ip: list[str] = Query([], description="Address or CIDR prefix, on either side (repeat)."),
     customer: list[int] = Query([], description="Customer id (repeat)."),
     port: list[int] = Query([], description="Port, on either side (repeat)."),
@@ -40,8 +46,8 @@ def query_args(
     ),
 ) -> dict[str, Any]:
     """The store's query arguments from the query string, checked before any store opens."""
-    start_ms = _ms(aware_time(start, "from"))
-    end_ms = _ms(aware_time(end, "to"))
+    start_ms = epoch_ms(hold_time(start, "from"))
+    end_ms = epoch_ms(hold_time(end, "to", end=True))
     common.check_range(start_ms, end_ms)
     protos = [common.protocol_number(p) for p in proto]
     common.filters(ips=ip, customers=customer, ports=port, protos=protos)
@@ -53,10 +59,6 @@ def query_args(
         "ports": port,
         "protos": protos,
     }
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _text(ms: int) -> str:

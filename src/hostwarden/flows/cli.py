@@ -152,16 +152,24 @@ def import_command(
             out.print(f"  note: {note}")
 
 
-def _moment_ms(text: str, what: str) -> int:
-    from hostwarden.registry.inventory import aware_time
+def _moment_ms(text: str, what: str, *, end: bool = False) -> int:
+    # One rule with legal holds, logs query, the API and the console: a zone is
+    # required, and a bare date is that UTC day (as an end, the whole day).
+    from hostwarden.flows.holds import hold_time
+    from hostwarden.flows.store.retention import epoch_ms
 
-    return int(aware_time(text, what).timestamp() * 1000)
+    return epoch_ms(hold_time(text, what, end=end))
 
 
 # --- queries ----------------------------------------------------------------------------
 
-FromOpt = Annotated[str, typer.Option("--from", help="Start, ISO 8601 with zone.")]
-ToOpt = Annotated[str, typer.Option("--to", help="End (exclusive), ISO 8601 with zone.")]
+FromOpt = Annotated[
+    str, typer.Option("--from", help="Start, ISO 8601 with zone; a bare date is that UTC day.")
+]
+ToOpt = Annotated[
+    str,
+    typer.Option("--to", help="End (exclusive), ISO 8601 with zone; a bare date ends that day."),
+]
 IpOpt = Annotated[
     list[str], typer.Option("--ip", help="Address or CIDR prefix, on either side (repeatable).")
 ]
@@ -187,7 +195,7 @@ def _query_args(
     """The store's query arguments from the shared options, checked before the store opens."""
     from hostwarden.flows.store import common
 
-    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
+    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to", end=True)
     if end_ms <= start_ms:
         raise ValidationFailed("--to must be after --from.", hint="Give a non-empty range.")
     args: dict[str, Any] = {
