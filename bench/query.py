@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/query.py [--rows 50000000] [--quick] [--runs 5] [--json] [--keep]
                                     [--replay-rate 300000] [--day 3] [--work DIR]
-                                    [--reuse DIR]
+                                    [--reuse DIR] [--no-compact]
 
 Input: one synthetic NetFlow v9 export stream (numpy, fixed seed) of --rows records spread
 evenly over 7 UTC days of flow time (2026-05-01 to 2026-05-07), in the format of
@@ -34,6 +34,12 @@ per chunk; at most one day's pcaps are on disk at a time) and then given to both
   day's records are in that day's files. nfcapd is pinned to one core and the sender to
   the other. ``nfdump -I`` must count every record of the day; a day that lost records
   is replayed again at half the rate.
+
+After the import, the nightly ``flows.compact`` job runs as the scheduler runs it
+(``jobs.compact_days``, "now" two days after the week so that every day is due) and is
+timed: each day becomes one segment plus its companion ordered by the remote address
+(docs/flows.md, "Compaction"). ``--no-compact`` queries the segments as imported, to
+compare.
 
 Queries, over one day (--day, default the fourth), for the busiest and the quietest
 assigned customer address, the busiest remote address, the remote address of popularity
@@ -351,8 +357,22 @@ class Hostwarden:
         self.import_s += time.perf_counter() - began
         return records
 
+    def compact(self, now_ms: int) -> tuple[float, list[Any]]:
+        """Run the nightly compaction job as the scheduler would (every due day, one
+        transaction each); its wall time and its reports."""
+        from hostwarden.flows import jobs
+
+        began = time.perf_counter()
+        reports = jobs.compact_days(self.runtime, now_ms)
+        return time.perf_counter() - began, reports
+
     def segments(self) -> list[Any]:
-        return self.store.segments()
+        """The live segments (compaction retires the ones it replaced)."""
+        return [s for s in self.store.segments() if s.live]
+
+    def stored_bytes(self) -> int:
+        """Bytes of the live segments and their companion files."""
+        return sum(p.stat().st_size for p in self.store.root.rglob("*.parquet"))
 
     def fresh_store(self) -> Any:
         from hostwarden.flows.store.parquet import ParquetStore
@@ -698,6 +718,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the data and the pcaps")
     parser.add_argument("--work", type=Path, default=None, help="where the temporary data goes")
     parser.add_argument(
+        "--no-compact",
+        action="store_true",
+        help="query the segments as imported, without the nightly compaction job",
+    )
+    parser.add_argument(
         "--reuse",
         type=Path,
         default=None,
@@ -767,6 +792,20 @@ def main() -> None:
                 f"({stored / (t3 - t2):,.0f}/s)"
             )
         build_s = time.perf_counter() - began
+        compact_s, compacted = 0.0, []
+        if not args.no_compact:
+            # "Now" is two days after the week, so that every day is due (and none is
+            # past retention, whatever today's date).
+            with console.status("compaction (the nightly flows.compact job)"):
+                compact_s, compacted = hw.compact((WEEK_START_S + (DAYS + 2) * DAY_S) * 1000)
+            done = [r for r in compacted if r.segment is not None]
+            console.print(
+                f"compaction: {len(done)} days, {sum(len(r.replaced) for r in done)} segments "
+                f"into {len(done)} + companions, {sum(r.rows for r in done):,} records, "
+                f"{compact_s:.1f} s ({sum(r.rows for r in done) / max(compact_s, 1e-9):,.0f}/s); "
+                f"{sum(r.bytes_before for r in done) / 1e9:.2f} GB → "
+                f"{sum(r.bytes_after for r in done) / 1e9:.2f} GB with companions"
+            )
         load_before = os.getloadavg()[0]
         segments = hw.segments()
         nfcapd_files = list((work / "nfcapd").glob("day-*/nfcapd.2*"))
@@ -807,7 +846,10 @@ def main() -> None:
                 "import_s": hw.import_s,
                 "segments": len(segments),
                 "segments_of_day": sum(1 for s in segments if s.day == day_name(args.day)),
-                "bytes": sum(s.size for s in segments),
+                "bytes": hw.stored_bytes(),
+                "compacted": not args.no_compact,
+                "compact_s": compact_s,
+                "compacted_days": sum(1 for r in compacted if r.segment is not None),
                 "decode_errors": hw.errors,
             },
             "nfcapd": {
@@ -907,7 +949,13 @@ def report(summary: dict[str, Any], results: list[Result]) -> None:
     hw, nf = summary["hostwarden"], summary["nfcapd"]
     out.print(
         f"Stored: hostwarden {hw['segments']} segments ({hw['segments_of_day']} of the day), "
-        f"{hw['bytes'] / 1e9:.2f} GB ({hw['bytes'] / summary['rows']:.1f} B/record), "
+        + (
+            f"compacted by the nightly job in {hw['compact_s']:.0f} s "
+            f"({hw['compacted_days']} days; companions included in the size), "
+            if hw["compacted"]
+            else "not compacted (--no-compact), "
+        )
+        + f"{hw['bytes'] / 1e9:.2f} GB ({hw['bytes'] / summary['rows']:.1f} B/record), "
         + (
             f"pcap import {hw['import_s']:.0f} s ({summary['rows'] / hw['import_s']:,.0f}/s), "
             if hw["import_s"]

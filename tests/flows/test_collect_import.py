@@ -106,7 +106,10 @@ def test_bad_import_requests_say_what_to_do(
         (["flows", "import", str(notes)], "cannot tell"),
         (["flows", "import", str(V9), "--format", "netflow11"], "not an import format"),
         (["flows", "import", str(FIXTURES / "nfdump-v9.csv")], "--tz"),
-        (["flows", "query", "--from", "2026-05-01", "--to", "2026-05-02T00:00Z"], "no time zone"),
+        (
+            ["flows", "query", "--from", "2026-05-01T08:00", "--to", "2026-05-02T00:00Z"],
+            "no time zone",
+        ),
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)

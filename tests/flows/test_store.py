@@ -23,6 +23,7 @@ from hostwarden.errors import ConfigError, ValidationFailed
 from hostwarden.flows.models import FlowChainEntry, FlowSegment
 from hostwarden.flows.schema import LOCAL_DST, NAMES, FlowBatch
 from hostwarden.flows.store import SegmentUnreadable, StoreWriteFailed, sealing
+from hostwarden.flows.store import files as files_store
 from hostwarden.flows.store import parquet as parquet_store
 from hostwarden.flows.store.integrity import CHAIN, HEAD_FILE
 from hostwarden.flows.store.parquet import QUERY_SCHEMA, ParquetStore
@@ -284,13 +285,13 @@ def test_disk_full_leaves_no_segment_chains_nothing_and_keeps_the_records(
 ) -> None:
     # A full disk, simulated: the segment writer gets half the bytes out, then ENOSPC
     # (the test machine cannot mount a small tmpfs).
-    real_write = parquet_store._write_all
+    real_write = files_store.write_all
 
     def write_until_full(fd: int, data: memoryview) -> None:
         real_write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(parquet_store, "_write_all", write_until_full)
+    monkeypatch.setattr(files_store, "write_all", write_until_full)
     batch = make_batch(3_000)
     store.write(batch)
     with pytest.raises(StoreWriteFailed) as caught:
@@ -302,7 +303,7 @@ def test_disk_full_leaves_no_segment_chains_nothing_and_keeps_the_records(
     assert chain_rows(runtime) == 0
     assert store.buffered_rows == 3_000
     # Space again: the next flush writes every record once.
-    monkeypatch.setattr(parquet_store, "_write_all", real_write)
+    monkeypatch.setattr(files_store, "write_all", real_write)
     (segment,) = store.flush()
     assert segment.rows == 3_000
     assert store.query(start_ms=MAY_1, end_ms=MAY_1 + DAY_MS).num_rows == 3_000
@@ -350,7 +351,7 @@ def test_a_write_whose_seal_fails_keeps_the_records_and_refuses_only_when_full(
     def disk_full(fd: int, data: memoryview) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(parquet_store, "_write_all", disk_full)
+    monkeypatch.setattr(files_store, "write_all", disk_full)
     store.write(make_batch(1_200))  # due at once; the seal fails, the write does not
     assert store.buffered_rows == 1_200
     store.write(make_batch(700, seed=2))

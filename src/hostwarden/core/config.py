@@ -115,6 +115,11 @@ class FlowSettings(_Section):
     #: A segment is sealed after this many records or this many seconds, whichever first.
     segment_records: int = Field(1_000_000, ge=1_000, le=100_000_000)
     segment_seconds: float = Field(60.0, gt=0, le=3600)
+    #: Parquet store: rewrite each finished UTC day as one segment plus a companion file
+    #: sorted by the remote address, once this many hours have passed since the day's end
+    #: (late records of a day arrive for a while; each compaction of a day rewrites it).
+    compact: bool = True
+    compact_after_hours: int = Field(26, ge=1, le=24 * 30)
     #: Collector: UDP listeners, worker processes (SO_REUSEPORT), batch size and time.
     listeners: list[FlowListener] = Field(default_factory=_default_listeners)
     workers: int = Field(1, ge=1, le=64)
@@ -316,6 +321,8 @@ DEFAULT_TOML = """\
 # profile = "cn"                 # cn: records kept >= 180 days (网络安全法 art. 21)
 # retention_days = 180
 # store = "parquet"              # or "clickhouse" (then clickhouse_url)
+# compact = true                 # parquet: one segment + remote-ordered companion per day
+# compact_after_hours = 26       # ... this long after the UTC day ended
 # workers = 1                    # collector processes sharing the UDP ports
 # Collector listeners (defaults: NetFlow 2055, IPFIX 4739, sFlow 6343 on "::"):
 # [[flows.listeners]]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from hostwarden.core.config import Settings
 from hostwarden.core.runtime import Runtime, system_actor
 from hostwarden.core.scheduler import JobSpec
 from hostwarden.flows.store import ExpiryReport, open_store
 
+if TYPE_CHECKING:
+    from hostwarden.flows.store.parquet import CompactionReport
+
 EXPIRE_SECONDS = 24 * 3600.0
+COMPACT_SECONDS = 24 * 3600.0
 
 
 def expire_segments(runtime: Runtime, now_ms: int | None = None) -> ExpiryReport:
@@ -35,8 +40,30 @@ def expire_segments(runtime: Runtime, now_ms: int | None = None) -> ExpiryReport
     return report
 
 
+def compact_days(runtime: Runtime, now_ms: int | None = None) -> list[CompactionReport]:
+    """Compact every finished day that is due (Parquet store; ClickHouse merges its
+    parts itself), one transaction and one audit entry per day, so that a day that
+    fails leaves the others compacted."""
+    from hostwarden.flows.store.parquet import ParquetStore
+
+    if not runtime.settings.flows.compact or runtime.settings.flows.store != "parquet":
+        return []
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    store = ParquetStore(runtime)
+    reports: list[CompactionReport] = []
+    try:
+        with runtime.reading() as session:
+            days = store.days_to_compact(session, now)
+        for day in days:
+            with runtime.operation(system_actor("compaction")) as op:
+                reports.append(store.compact(op, day))
+    finally:
+        store.close()
+    return reports
+
+
 def jobs(settings: Settings) -> list[JobSpec]:
-    return [
+    specs = [
         JobSpec(
             "flows.expire",
             expire_segments,
@@ -45,3 +72,15 @@ def jobs(settings: Settings) -> list[JobSpec]:
             "except those a legal hold pins.",
         ),
     ]
+    if settings.flows.compact and settings.flows.store == "parquet":
+        specs.append(
+            JobSpec(
+                "flows.compact",
+                compact_days,
+                COMPACT_SECONDS,
+                "Rewrites each finished day of flow records as one segment plus a companion "
+                f"ordered by the remote address, {settings.flows.compact_after_hours} hours "
+                "after the day's end; days a legal hold pins are left alone.",
+            )
+        )
+    return specs

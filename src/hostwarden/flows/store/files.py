@@ -191,16 +191,19 @@ def expired_leftovers(
         for day in top.iterdir():
             # Day directories only (the store root also holds the datasets' folders).
             if day.is_dir() and _is_day(day.name) and day.name <= cutoff_day:
+                # A companion file left alone names its segment (removing a segment
+                # removes both).
                 on_disk += [
-                    f"{prefix}{day.name}/{f.name}"
+                    integrity.segment_of_companion(name) or name
                     for f in day.iterdir()
                     if f.name.endswith(integrity.SEGMENT_SUFFIX)
+                    for name in [f"{prefix}{day.name}/{f.name}"]
                 ]
     if not on_disk:
         return []
     expired = session.scalars(
         select(FlowSegment.name).where(
-            FlowSegment.name.in_(on_disk), FlowSegment.expired_at.is_not(None)
+            FlowSegment.name.in_(sorted(set(on_disk))), FlowSegment.expired_at.is_not(None)
         )
     )
     return list(expired)

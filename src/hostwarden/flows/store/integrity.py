@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 CHAIN = "flows"
 HEAD_FILE = "flows-head.json"
 SEGMENT_SUFFIX = ".parquet"
+#: A compacted flow segment's companion (the same rows ordered by the remote address)
+#: is named after it: ``…/<sealed>-<token>.remote.parquet``. Its SHA-256 and size are in
+#: the segment's seal entry (``companion_sha256``, ``companion_size``).
+COMPANION_SUFFIX = ".remote.parquet"
 TEMP_SUFFIX = ".tmp"
 # PostgreSQL advisory lock namespace of segment-chain appends (audit.py uses 0x68770001,
 # the scheduler 0x68770002); the second key is the schema, as for the audit chain.
@@ -389,6 +393,18 @@ def _list_under(root: Path, top: Path, found: dict[str, Path], temporary: list[P
                 found[path.relative_to(root).as_posix()] = path
 
 
+def companion_name(segment: str) -> str:
+    """The companion file's name (relative to the store) of a segment name."""
+    return segment.removesuffix(SEGMENT_SUFFIX) + COMPANION_SUFFIX
+
+
+def segment_of_companion(name: str) -> str | None:
+    """The segment a companion file's name belongs to (None: not a companion's name)."""
+    if not name.endswith(COMPANION_SUFFIX):
+        return None
+    return name.removesuffix(COMPANION_SUFFIX) + SEGMENT_SUFFIX
+
+
 def dataset_of(name: str) -> str:
     """The dataset a segment's name places it in (a file no chain entry seals has only
     its name to say)."""
@@ -446,61 +462,88 @@ def check_files(
         for name, body in sorted(state.sealed.items())
         if name not in state.expired and wanted(name)
     }
-    total = sum(int(body.get("size", 0)) for name, body in live.items() if name in on_disk)
-    gone: list[str] = []
+    # Each live segment's files: the segment, and the companion its seal entry names.
+    expected: list[tuple[str, str, dict[str, Any]]] = []
     for name, body in live.items():
-        path = on_disk.get(name)
+        expected.append((name, name, {"size": body.get("size"), "sha256": body.get("sha256")}))
+        if "companion_sha256" in body:
+            expected.append(
+                (
+                    companion_name(name),
+                    name,
+                    {"size": body.get("companion_size"), "sha256": body["companion_sha256"]},
+                )
+            )
+    total = sum(int(want.get("size") or 0) for file, _, want in expected if file in on_disk)
+    gone: dict[str, list[str]] = {}
+    for file, name, want in expected:
+        path = on_disk.get(file)
         seq = state.sealed_seq[name]
+        what = "segment" if file == name else f"companion file of segment {name},"
         if path is None:
-            gone.append(name)
+            gone.setdefault(name, []).append(file)
             continue
         try:
             size = path.stat().st_size
             digest = file_sha256(path, progress, report.bytes_hashed, total)
         except FileNotFoundError:
-            gone.append(name)  # removed while we looked: an expiry, or not
+            gone.setdefault(name, []).append(file)  # removed while we looked: an expiry, or not
             continue
         report.bytes_hashed += size
-        report.segments_checked += 1
-        expected = int(body.get("size", -1))
-        if size < expected:
+        if file == name:
+            report.segments_checked += 1
+        sealed_size = int(want.get("size") or -1)
+        if size < sealed_size:
             report.problems.append(
                 StoreProblem(
                     "truncated",
-                    f"segment {name} was truncated: {size} bytes, sealed with {expected}.",
+                    f"{what} {file} was truncated: {size} bytes, sealed with {sealed_size}.",
                     name,
                     seq,
                 )
             )
-        elif size > expected:
+        elif size > sealed_size:
             report.problems.append(
                 StoreProblem(
                     "modified",
-                    f"segment {name} was modified: it grew from {expected} to {size} bytes.",
+                    f"{what} {file} was modified: it grew from {sealed_size} to {size} bytes.",
                     name,
                     seq,
                 )
             )
-        elif digest != body.get("sha256"):
+        elif digest != want.get("sha256"):
             report.problems.append(
                 StoreProblem(
                     "modified",
-                    f"segment {name} was modified: same size, but its SHA-256 is no longer "
+                    f"{what} {file} was modified: same size, but its SHA-256 is no longer "
                     "the one sealed.",
                     name,
                     seq,
                 )
             )
     for name in still_live(runtime, gone):
-        report.problems.append(
-            StoreProblem(
-                "deleted",
-                f"segment {name} was deleted: its file is gone but it was never expired.",
-                name,
-                state.sealed_seq[name],
+        for file in gone[name]:
+            what = "segment" if file == name else f"companion file of segment {name},"
+            report.problems.append(
+                StoreProblem(
+                    "deleted",
+                    f"{what} {file} was deleted: its file is gone but it was never expired.",
+                    name,
+                    state.sealed_seq[name],
+                )
             )
-        )
-    unknown = sorted(n for n in on_disk if n not in state.sealed and wanted(n))
+
+    def owner(file: str) -> str | None:
+        """The chained segment a file on disk belongs to (itself, or the segment whose
+        seal entry names it as companion)."""
+        if file in state.sealed:
+            return file
+        segment = segment_of_companion(file)
+        if segment is not None and "companion_sha256" in state.sealed.get(segment, {}):
+            return segment
+        return None
+
+    unknown = sorted(n for n in on_disk if owner(n) is None and wanted(n))
     for name in still_unchained(runtime, unknown):
         report.problems.append(
             StoreProblem(
@@ -509,11 +552,13 @@ def check_files(
                 name,
             )
         )
-    for name in sorted(n for n in on_disk if n in state.expired and wanted(n)):
-        report.notes.append(
-            f"segment {name} is expired but its file is still there; the next expiry run "
-            "removes it."
-        )
+    for file in sorted(on_disk):
+        segment = owner(file)
+        if segment is not None and segment in state.expired and wanted(segment):
+            report.notes.append(
+                f"segment {segment} is expired (or replaced by a compaction) but its file "
+                f"{file} is still there; the next expiry or compaction run removes it."
+            )
     for name, file_state in sorted(state.expired_damaged.items()):
         if wanted(name):
             report.notes.append(

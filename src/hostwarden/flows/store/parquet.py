@@ -19,18 +19,24 @@ sub-query per (column, address) and unions them. Measured (bench/store.py, table
 docs/flows.md): over one day of 4,000,000 records in one segment, a customer address
 reads 3 of 124 row groups (2 sub-queries × 62) and 5.0 of 82 MB, a remote address 2 of
 124 and 7.7 MB; the same records in plain time order are read whole (94 MB).
+
+Bloom filters are not enough for a busy remote address, nor is a day of many segments
+(every segment costs a row group or two): the daily compaction (``compact``) rewrites a
+finished day as one segment plus a companion file (``<name>.remote.parquet``) of the same
+rows sorted by the remote address, and the remote-side branches of a query read the
+companion. A segment is still never rewritten in place: compaction seals a new one and
+retires the old ones in the chain.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -38,12 +44,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
-from hostwarden.core.timeutil import utcnow
-from hostwarden.flows.models import FlowSegment
+from hostwarden.core.timeutil import isoformat, utcnow
+from hostwarden.flows.models import (
+    CHAIN_EXPIRE,
+    CHAIN_SEAL,
+    FLOWS_DATASET,
+    FlowChainEntry,
+    FlowSegment,
+    LegalHold,
+)
 from hostwarden.flows.schema import LOCAL_DST, NAMES, FlowBatch
 from hostwarden.flows.store import (
     DAY_MS,
@@ -54,6 +67,7 @@ from hostwarden.flows.store import (
     StoreVerifyReport,
     StoreWriteFailed,
     common,
+    files,
     integrity,
     retention,
     sealing,
@@ -64,7 +78,23 @@ from hostwarden.flows.store.retention import HoldScope
 if TYPE_CHECKING:
     from hostwarden.core.runtime import Operation, Runtime
 
+
 log = get_logger("hostwarden.flows.store")
+
+
+@dataclass
+class CompactionReport:
+    """What compacting one day did: the new segment and what it replaced, or why not."""
+
+    day: str
+    replaced: list[str] = field(default_factory=list)
+    segment: str | None = None
+    rows: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    #: Why the day was left as it was (None: compacted).
+    skipped: str | None = None
+
 
 #: Rows per Parquet row group. Smaller groups read less around a match, but footers and
 #: Bloom filters grow and DuckDB spends longer per group; in bench/store.py (4,000,000
@@ -94,22 +124,6 @@ _V4_HIGH = np.uint64(0xFFFF)
 STREAM_ROWS = 65_536
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    """Write every byte to ``fd`` (the one place bytes of a segment reach the disk;
-    tests replace it to simulate a full disk)."""
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def storage_order(batch: FlowBatch) -> NDArray[np.intp]:
     """Row order of a segment: group (provider side in ``src`` or ``dst``), then that
     address, then start time.
@@ -119,19 +133,36 @@ def storage_order(batch: FlowBatch) -> NDArray[np.intp]:
     four-key ``lexsort``: 0.2 instead of 0.36 to 0.5 s per million records. Rows equal in
     all three keys may come in any order."""
     local_hi, local_lo = sealing.local_address(batch)
+    return _grouped_order(batch, local_hi, local_lo)
+
+
+def remote_order(batch: FlowBatch) -> NDArray[np.intp]:
+    """Row order of a compacted segment's companion file: the same groups, then the
+    remote address (``dst`` in the first group, ``src`` in the second), then start time;
+    so a remote address is as narrow a range of row groups as a customer address is in
+    the segment."""
+    on_dst = batch["local_side"] == LOCAL_DST
+    remote_hi = np.where(on_dst, batch["src_hi"], batch["dst_hi"])
+    remote_lo = np.where(on_dst, batch["src_lo"], batch["dst_lo"])
+    return _grouped_order(batch, remote_hi, remote_lo)
+
+
+def _grouped_order(
+    batch: FlowBatch, hi: NDArray[np.uint64], lo: NDArray[np.uint64]
+) -> NDArray[np.intp]:
     on_dst = batch["local_side"] == LOCAL_DST
     start = batch["start"]
     first = int(start.min())
     if (
         int(start.max()) - first < 1 << _TIME_BITS
-        and not local_hi.any()
-        and bool(((local_lo >> np.uint64(32)) == _V4_HIGH).all())
+        and not hi.any()
+        and bool(((lo >> np.uint64(32)) == _V4_HIGH).all())
     ):
         key = (start - first).astype(np.uint64)
-        key |= (local_lo & np.uint64(0xFFFF_FFFF)) << np.uint64(_TIME_BITS)
+        key |= (lo & np.uint64(0xFFFF_FFFF)) << np.uint64(_TIME_BITS)
         key |= on_dst.astype(np.uint64) << np.uint64(32 + _TIME_BITS)
         return np.argsort(key)
-    return np.lexsort((start, local_lo, local_hi, on_dst))
+    return np.lexsort((start, lo, hi, on_dst))
 
 
 def _in_order(batch: FlowBatch, order: NDArray[np.intp]) -> FlowBatch:
@@ -143,9 +174,12 @@ def _in_order(batch: FlowBatch, order: NDArray[np.intp]) -> FlowBatch:
     return FlowBatch(columns)
 
 
-def segment_bytes(batch: FlowBatch) -> tuple[pa.Buffer, dict[str, Any]]:
-    """A sealed segment's Parquet bytes (rows in storage order) and its index fields."""
-    table = _in_order(batch, storage_order(batch)).to_arrow()
+def segment_bytes(
+    batch: FlowBatch, order: Callable[[FlowBatch], NDArray[np.intp]] = storage_order
+) -> tuple[pa.Buffer, dict[str, Any]]:
+    """A sealed segment's Parquet bytes (rows in storage order, or ``order``: a
+    companion's is ``remote_order``) and its index fields."""
+    table = _in_order(batch, order(batch)).to_arrow()
     sink = pa.BufferOutputStream()
     bloom_ndv = min(len(batch), ROW_GROUP_ROWS)
     pq.write_table(
@@ -173,18 +207,30 @@ def _u64(value: int) -> str:
     return f"CAST({int(value)} AS UBIGINT)"
 
 
-def _address_branches(ranges: Sequence[tuple[int, int]]) -> list[str]:
-    """One condition per (column, prefix), each excluding the rows an earlier one took,
-    so that their UNION ALL is every matching row once."""
-    conditions = [
-        range_condition(column, first, last, _u64)
-        for first, last in ranges
-        for column in ("src", "dst")
-    ]
+def _address_branches(ranges: Sequence[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """One condition per (side, column, prefix), each excluding the rows an earlier one
+    took, so that their UNION ALL is every matching row once; with each, whether it
+    asks for the remote side (better read from a companion file, ordered by it).
+
+    Each is a conjunction with ``local_side`` so that DuckDB pushes the address range
+    into the row groups' statistics: in a segment the provider-side column of each
+    ``local_side`` group is sorted, in a companion the remote-side one."""
+    on_dst = f"local_side = {LOCAL_DST}"
+    on_src = f"local_side != {LOCAL_DST}"
+    conditions: list[tuple[str, bool]] = []
+    for first, last in ranges:
+        src = range_condition("src", first, last, _u64)
+        dst = range_condition("dst", first, last, _u64)
+        conditions += [
+            (f"{on_src} AND {src}", False),
+            (f"{on_dst} AND {dst}", False),
+            (f"{on_src} AND {dst}", True),
+            (f"{on_dst} AND {src}", True),
+        ]
     branches = []
-    for i, condition in enumerate(conditions):
-        taken = " OR ".join(f"({c})" for c in conditions[:i])
-        branches.append(f"({condition}) AND NOT ({taken})" if taken else f"({condition})")
+    for i, (condition, remote) in enumerate(conditions):
+        taken = " OR ".join(f"({c})" for c, _ in conditions[:i])
+        branches.append((f"({condition}) AND NOT ({taken})" if taken else f"({condition})", remote))
     return branches
 
 
@@ -210,68 +256,15 @@ class ParquetStore(sealing.BufferedStore):
 
     def _seal(self, day: int, batch: FlowBatch) -> Segment:
         data, fields = segment_bytes(batch)
-        day_name = sealing.day_text(day)
-        sealed_at = utcnow()
-        name = f"{day_name}/{sealed_at:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.parquet"
-        path = self.root / name
-        digest = hashlib.sha256(memoryview(data)).hexdigest()
-        try:
-            self._write_file(path, memoryview(data))
-        except OSError as exc:
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            raise StoreWriteFailed(
-                f"flow segment {name} ({len(batch)} records) could not be written to "
-                f"{path.parent}: {exc.strerror or exc}.",
-                hint=(
-                    "The disk is full: free space there or move flows.store_dir. "
-                    if full
-                    else "Check the directory's permissions and the disk. "
-                )
-                + "The records stay buffered in this process and are written at the next flush.",
-            ) from exc
-        try:
-            segment, checkpoint = sealing.record_seal(
-                self.runtime,
-                name=name,
-                day=day_name,
-                sha256=digest,
-                size=len(data),
-                fields=fields,
-                sealed_at=sealed_at,
-            )
-        except BaseException:
-            # Not chained, so not sealed: a file left here would show as "added".
-            with suppress(OSError):
-                path.unlink()
-                _fsync_dir(path.parent)
-            raise
-        # After the commit: a failure here is logged, never raised, or the records
-        # would go back to the buffer and be sealed twice.
-        sealing.publish_head(self.runtime, checkpoint)
-        log.info("flow segment sealed", segment=name, rows=len(batch), bytes=len(data))
-        return segment
-
-    def _write_file(self, path: Path, data: memoryview) -> None:
-        """Temporary name, fsync, rename, fsync directory: after a crash the segment is
-        either complete under its name or absent (a leftover ``.tmp`` at worst)."""
-        new_dir = not path.parent.is_dir()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if new_dir:
-            _fsync_dir(path.parent.parent)
-        tmp = path.with_name(f".{path.name}{integrity.TEMP_SUFFIX}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        _fsync_dir(path.parent)
+        return files.seal_file(
+            self.runtime,
+            self.root,
+            data,
+            day_name=sealing.day_text(day),
+            fields=fields,
+            what="flow segment",
+            kept="The records stay buffered in this process and are written at the next flush.",
+        )
 
     # --- reading -------------------------------------------------------------------------
 
@@ -340,7 +333,7 @@ class ParquetStore(sealing.BufferedStore):
         except StopIteration:
             return iter(())
         except duckdb.Error as exc:
-            raise self._unreadable(names, exc) from exc
+            raise files.unreadable(self.root, names, exc, "flow segment") from exc
         return self._pieces(first, reader, names)
 
     def _pieces(
@@ -356,7 +349,7 @@ class ParquetStore(sealing.BufferedStore):
                 except StopIteration:
                     batch = None
         except duckdb.Error as exc:
-            raise self._unreadable(names, exc) from exc
+            raise files.unreadable(self.root, names, exc, "flow segment") from exc
         finally:
             reader.close()
 
@@ -409,7 +402,7 @@ class ParquetStore(sealing.BufferedStore):
             assert relation is not None  # a SELECT always gives a relation
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise self._unreadable(names, exc) from exc
+            raise files.unreadable(self.root, names, exc, "flow segment") from exc
 
     def plan_query(
         self,
@@ -456,39 +449,33 @@ class ParquetStore(sealing.BufferedStore):
             return None
         conditions = ["start >= $start", "start < $end", *wanted.conditions()]
         selected = ", ".join(columns) if columns else "*"
-        scan = (
-            f"SELECT {selected} FROM read_parquet($files) WHERE "  # noqa: S608
-            + " AND ".join(conditions)
-        )
-        branches = _address_branches(wanted.ranges)
-        sql = " UNION ALL ".join(f"{scan} AND {b}" for b in branches) if branches else scan
-        params = {
+        where = " AND ".join(conditions)
+        scan = f"SELECT {selected} FROM read_parquet($files) WHERE {where}"  # noqa: S608
+        params: dict[str, Any] = {
             "files": [str(self.root / n) for n in names],
             "start": _when(start_ms),
             "end": _when(end_ms),
         }
+        branches = _address_branches(wanted.ranges)
+        if not branches:
+            return scan, params, names
+        # Remote-side branches read a segment's companion where it has one (a compacted
+        # day). Its presence on disk decides, not the chain: a companion deleted by
+        # accident then costs speed, not answers (verify names it).
+        remote = [self._remote_file(n) for n in names]
+        params["remote"] = [str(self.root / n) for n in remote]
+        remote_scan = f"SELECT {selected} FROM read_parquet($remote) WHERE {where}"  # noqa: S608
+        sql = " UNION ALL ".join(
+            f"{remote_scan if on_remote else scan} AND {b}" for b, on_remote in branches
+        )
+        names += [n for n in remote if n not in names]
         return sql, params, names
 
-    def _unreadable(self, names: Sequence[str], exc: duckdb.Error) -> SegmentUnreadable:
-        """Name the segment DuckDB could not read: from its message, else by opening
-        each file's footer."""
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        culprit = next((n for n in names if str(self.root / n) in str(exc)), None)
-        if culprit is None:
-            for name in names:
-                try:
-                    pq.read_metadata(self.root / name)
-                except Exception:
-                    culprit = name
-                    break
-        hint = "Run `hostwarden logs verify` to see whether it was altered, truncated or deleted."
-        if culprit is None:
-            return SegmentUnreadable(
-                f"the flow segments of this time range cannot be read: {message}", hint=hint
-            )
-        path = self.root / culprit
-        state = "is missing" if not path.exists() else "is corrupt"
-        return SegmentUnreadable(f"flow segment {culprit} {state}: {message}", hint=hint)
+    def _remote_file(self, name: str) -> str:
+        """The file that answers remote-side queries for a segment: its companion if it
+        has one, else itself."""
+        companion = integrity.companion_name(name)
+        return companion if (self.root / companion).is_file() else name
 
     # --- integrity and retention -------------------------------------------------------------
 
@@ -505,7 +492,7 @@ class ParquetStore(sealing.BufferedStore):
         if scope.everything:
             return True
         path = self.root / segment.name
-        conditions = _address_branches(scope.ranges)
+        conditions = [c for c, _ in _address_branches(scope.ranges)]
         if scope.customers:
             conditions.append(common.customer_condition(scope.customers))
         probe = " UNION ALL ".join(
@@ -532,62 +519,262 @@ class ParquetStore(sealing.BufferedStore):
             now_ms,
             backend="parquet",
             contains=self._contains,
-            stored_state=self._file_state,
+            stored_state=partial(files.file_state, self.root),
             leftovers=self._expired_leftovers,
             remove=self._remove_files,
         )
 
-    def _file_state(self, row: FlowSegment) -> str:
-        """present, missing or resized (against the size it was sealed with)."""
-        try:
-            size = (self.root / row.name).stat().st_size
-        except FileNotFoundError:
-            return "missing"
-        return "present" if size == row.size else "resized"
-
     def _expired_leftovers(self, session: Session, cutoff: int) -> list[str]:
-        """Files of segments expired earlier that are still there (a crash between the
-        expiry's commit and the deletion), in day directories old enough to expire."""
-        if not self.root.is_dir():
-            return []
-        cutoff_day = sealing.day_text(cutoff // DAY_MS)
-        days = [d.name for d in self.root.iterdir() if d.is_dir() and d.name <= cutoff_day]
-        if not days:
-            return []
-        on_disk = [
-            f"{d}/{f.name}"
-            for d in days
-            for f in (self.root / d).iterdir()
-            if f.name.endswith(integrity.SEGMENT_SUFFIX)
-        ]
-        if not on_disk:
-            return []
-        expired = session.scalars(
-            select(FlowSegment.name).where(
-                FlowSegment.name.in_(on_disk), FlowSegment.expired_at.is_not(None)
-            )
-        )
-        return list(expired)
+        return files.expired_leftovers(session, self.root, [""], cutoff)
 
     def _remove_files(self, names: Sequence[str]) -> None:
-        touched: set[Path] = set()
-        for name in names:
-            path = self.root / name
+        # A segment's companion goes with it (no-op for a segment without one).
+        files.remove_files(self.root, [f for n in names for f in (n, integrity.companion_name(n))])
+
+    # --- compaction ----------------------------------------------------------------------
+
+    def days_to_compact(self, session: Session, now_ms: int) -> list[str]:
+        """Finished UTC days, ``compact_after_hours`` past their end and within retention,
+        with more than one live flow segment or one without a companion file."""
+        settings = self.runtime.settings.flows
+        last_day = (now_ms - settings.compact_after_hours * 3_600_000) // DAY_MS - 1
+        first_day = (now_ms - settings.retention_days * DAY_MS) // DAY_MS
+        if last_day < first_day:
+            return []
+        rows = session.scalars(
+            select(FlowSegment).where(
+                FlowSegment.dataset == FLOWS_DATASET,
+                FlowSegment.expired_at.is_(None),
+                FlowSegment.day >= sealing.day_text(first_day),
+                FlowSegment.day <= sealing.day_text(last_day),
+            )
+        )
+        by_day: dict[str, list[str]] = {}
+        for row in rows:
+            by_day.setdefault(row.day, []).append(row.name)
+        return sorted(
+            day
+            for day, names in by_day.items()
+            if len(names) > 1 or not self._has_companion(session, names[0])
+        )
+
+    def _has_companion(self, session: Session, name: str) -> bool:
+        sealed = session.scalar(
+            select(FlowChainEntry.body).where(
+                FlowChainEntry.kind == CHAIN_SEAL, FlowChainEntry.segment == name
+            )
+        )
+        return sealed is not None and '"companion_sha256"' in sealed
+
+    def compact(self, op: Operation, day: str) -> CompactionReport:
+        """Rewrite the live flow segments of one UTC day as one segment (storage order)
+        and its companion file (remote order), in ``op``'s transaction: the new seal entry
+        names the companion's SHA-256 and size and the segments it replaces, each of
+        which gets an ``expire`` entry (``reason: compacted``). Old files are deleted
+        once the transaction has committed; the new ones if it rolls back.
+
+        Skipped, leaving everything as it is: a day a legal hold pins (its evidence
+        files stay untouched), and a day whose files no longer match their seal (verify
+        names them; a compaction must not seal altered records anew)."""
+        session = op.session
+        integrity.lock_chain(session)
+        rows = self._live_of_day(session, day)
+        report = CompactionReport(day=day, replaced=[r.name for r in rows])
+        self._remove_files(self._compacted_leftovers(session, day))
+        if not rows or (len(rows) == 1 and self._has_companion(session, rows[0].name)):
+            report.replaced = []
+            report.skipped = "nothing to compact"
+            return report
+        holds = session.scalars(select(LegalHold).where(LegalHold.released_at.is_(None)))
+        scopes = [retention.scope_of(h) for h in holds]
+        for row in rows:
+            pins = retention.pinning_holds(Segment.of(row), scopes, self._contains)
+            if pins:
+                report.skipped = f"pinned by legal hold(s) {', '.join(map(str, pins))}"
+                log.info("flow day not compacted: a legal hold pins it", day=day, holds=pins)
+                return report
+        batch = self._read_sealed(rows, report)
+        if batch is None:
+            return report
+        expected = sum(r.rows for r in rows)
+        if len(batch) != expected:
+            raise SegmentUnreadable(
+                f"the segments of {day} hold {len(batch)} records, but were sealed with "
+                f"{expected}; the day was not compacted.",
+                hint="Run `hostwarden logs verify` to find the segment that differs.",
+            )
+        data, fields = segment_bytes(batch)
+        remote, _ = segment_bytes(batch, remote_order)
+        sealed_at = utcnow()
+        name = f"{day}/{sealed_at:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.parquet"
+        companion = integrity.companion_name(name)
+        written: list[str] = []
+        try:
+            for file, content in ((name, data), (companion, remote)):
+                self._write_compacted(file, content, expected)
+                written.append(file)
+            self._check_rows(written, expected)
+            row = sealing.add_seal(
+                session,
+                name=name,
+                day=day,
+                sha256=hashlib.sha256(memoryview(data)).hexdigest(),
+                size=len(data),
+                fields=fields,
+                sealed_at=sealed_at,
+                extra={
+                    "companion_sha256": hashlib.sha256(memoryview(remote)).hexdigest(),
+                    "companion_size": len(remote),
+                    "replaces": report.replaced,
+                },
+            )
+            now = utcnow()
+            for old in rows:
+                entry = integrity.append(
+                    session,
+                    CHAIN_EXPIRE,
+                    old.name,
+                    {
+                        "sha256": old.sha256,
+                        "seal_seq": old.seal_seq,
+                        "rows": old.rows,
+                        "reason": "compacted",
+                        "into": name,
+                        "expired_at": isoformat(now),
+                        "file": "present",
+                    },
+                )
+                old.expired_at = now
+                old.expire_seq = entry.seq
+            report.segment = name
+            report.rows = expected
+            report.bytes_before = sum(r.size for r in rows)
+            report.bytes_after = len(data) + len(remote)
+            op.audit(
+                "flow_segments.compact",
+                "flow_store",
+                "parquet",
+                after={
+                    "day": day,
+                    "segment": name,
+                    "companion": companion,
+                    "replaced": report.replaced,
+                    "rows": expected,
+                    "bytes_before": report.bytes_before,
+                    "bytes_after": report.bytes_after,
+                    "seal_seq": row.seal_seq,
+                },
+                reason="daily compaction: one segment and a remote-ordered companion per day",
+            )
+            checkpoint = integrity.sign_head(session, self.runtime.signer)
+        except BaseException:
+            self._remove_files(written)
+            raise
+        doomed = list(report.replaced)
+
+        def _after_commit(_session: Session) -> None:
+            event.remove(session, "after_rollback", _after_rollback)
+            sealing.publish_head(self.runtime, checkpoint)
+            self._remove_files(doomed)
+
+        def _after_rollback(_session: Session) -> None:
+            # Not chained, so not sealed: files left here would show as "added".
+            event.remove(session, "after_commit", _after_commit)
+            self._remove_files(written)
+
+        event.listen(session, "after_commit", _after_commit, once=True)
+        event.listen(session, "after_rollback", _after_rollback, once=True)
+        log.info(
+            "flow day compacted",
+            day=day,
+            segment=name,
+            replaced=len(rows),
+            rows=expected,
+            bytes=report.bytes_after,
+        )
+        return report
+
+    @staticmethod
+    def _live_of_day(session: Session, day: str) -> list[FlowSegment]:
+        return list(
+            session.scalars(
+                select(FlowSegment)
+                .where(
+                    FlowSegment.dataset == FLOWS_DATASET,
+                    FlowSegment.expired_at.is_(None),
+                    FlowSegment.day == day,
+                )
+                .order_by(FlowSegment.first_ms, FlowSegment.id)
+            )
+        )
+
+    def _read_sealed(
+        self, rows: Sequence[FlowSegment], report: CompactionReport
+    ) -> FlowBatch | None:
+        """The records of these segments, each file checked against the SHA-256 it was
+        sealed with first (None, with ``report.skipped`` set, when one does not match)."""
+        parts = []
+        for row in rows:
+            path = self.root / row.name
             try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                log.exception("expired flow segment not removed; retried next run", segment=name)
-                continue
-            touched.add(path.parent)
-        for directory in touched:
-            with suppress(OSError):
-                if any(directory.iterdir()):
-                    _fsync_dir(directory)
-                else:
-                    directory.rmdir()
-                    _fsync_dir(directory.parent)
+                data = path.read_bytes()
+            except OSError as exc:
+                report.skipped = f"segment {row.name} is not readable ({exc.strerror or exc})"
+                log.warning("flow day not compacted", day=report.day, reason=report.skipped)
+                return None
+            if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
+                report.skipped = f"segment {row.name} no longer matches its seal"
+                log.warning("flow day not compacted", day=report.day, reason=report.skipped)
+                return None
+            parts.append(FlowBatch.from_arrow(pq.read_table(pa.BufferReader(data))))
+        return FlowBatch.concat(parts)
+
+    def _write_compacted(self, name: str, data: pa.Buffer, rows: int) -> None:
+        path = self.root / name
+        try:
+            files.write_file(path, memoryview(data))
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise StoreWriteFailed(
+                f"the compacted segment {name} ({rows} records) could not be written to "
+                f"{path.parent}: {exc.strerror or exc}.",
+                hint=(
+                    "The disk is full: free space there or move flows.store_dir. "
+                    if full
+                    else "Check the directory's permissions and the disk. "
+                )
+                + "The day's segments are unchanged and stay in use; the next run tries again.",
+            ) from exc
+
+    def _check_rows(self, names: Sequence[str], expected: int) -> None:
+        for name in names:
+            found = pq.read_metadata(self.root / name).num_rows
+            if found != expected:
+                raise StoreWriteFailed(
+                    f"the compacted file {name} holds {found} records instead of {expected}.",
+                    hint="The day's segments are unchanged; check the disk and run again.",
+                )
+
+    def _compacted_leftovers(self, session: Session, day: str) -> list[str]:
+        """Files of this day's segments retired earlier that are still there (a crash
+        between a compaction's commit and the deletion)."""
+        directory = self.root / day
+        if not directory.is_dir():
+            return []
+        on_disk = {
+            f"{day}/{f.name}"
+            for f in directory.iterdir()
+            if f.name.endswith(integrity.SEGMENT_SUFFIX)
+            and not f.name.endswith(integrity.COMPANION_SUFFIX)
+        }
+        if not on_disk:
+            return []
+        retired = session.scalars(
+            select(FlowSegment.name).where(
+                FlowSegment.name.in_(sorted(on_disk)), FlowSegment.expired_at.is_not(None)
+            )
+        )
+        return list(retired)
 
     def close(self) -> None:
         if self._closed:

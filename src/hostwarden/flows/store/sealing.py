@@ -93,6 +93,40 @@ def record_seal(
     """Chain a stored segment and add its index row, in one transaction; returns the
     segment and the signed checkpoint to publish once that transaction has committed.
     If this raises, nothing was chained and the caller removes what it stored."""
+    with runtime.db.session() as session:
+        integrity.lock_chain(session)
+        row = add_seal(
+            session,
+            name=name,
+            day=day,
+            sha256=sha256,
+            size=size,
+            fields=fields,
+            sealed_at=sealed_at,
+            dataset=dataset,
+        )
+        checkpoint = integrity.sign_head(session, runtime.signer)
+        session.flush()
+        segment = Segment.of(row)
+    return segment, checkpoint
+
+
+def add_seal(
+    session: Session,
+    *,
+    name: str,
+    day: str,
+    sha256: str,
+    size: int,
+    fields: dict[str, Any],
+    sealed_at: datetime,
+    dataset: str = FLOWS_DATASET,
+    extra: dict[str, Any] | None = None,
+) -> FlowSegment:
+    """The seal entry and index row of a stored segment, in the caller's transaction
+    (which holds ``lock_chain`` and signs the head). ``extra`` adds chained fields (a
+    compacted segment's companion file and the segments it replaces); entries without
+    it hash as they always did."""
     body = {"day": day, "sha256": sha256, "size": size, **fields}
     chained = {k: body[k] for k in CHAINED_FIELDS}
     chained["sealed_at"] = isoformat(sealed_at)
@@ -100,24 +134,22 @@ def record_seal(
         # Only log segments name their dataset: entries chained before there were log
         # datasets must hash as they did.
         chained["dataset"] = dataset
-    with runtime.db.session() as session:
-        integrity.lock_chain(session)
-        entry = integrity.append(session, CHAIN_SEAL, name, chained)
-        row = FlowSegment(
-            name=name,
-            day=day,
-            sha256=sha256,
-            size=size,
-            sealed_at=sealed_at,
-            seal_seq=entry.seq,
-            dataset=dataset,
-            **fields,
-        )
-        session.add(row)
-        checkpoint = integrity.sign_head(session, runtime.signer)
-        session.flush()
-        segment = Segment.of(row)
-    return segment, checkpoint
+    if extra:
+        chained.update(extra)
+    entry = integrity.append(session, CHAIN_SEAL, name, chained)
+    row = FlowSegment(
+        name=name,
+        day=day,
+        sha256=sha256,
+        size=size,
+        sealed_at=sealed_at,
+        seal_seq=entry.seq,
+        dataset=dataset,
+        **fields,
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def publish_head(runtime: Runtime, checkpoint: dict[str, Any] | None) -> None:
