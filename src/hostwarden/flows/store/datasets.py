@@ -469,21 +469,13 @@ class LogStore:
         if scope.customers:
             conditions.append(_scope_condition((), sorted(scope.customers)))
         probe = " OR ".join(f"({c})" for c in conditions)
-        try:
-            found = self._connection().execute(
-                f"SELECT EXISTS (SELECT 1 FROM read_parquet($file) WHERE {probe})",  # noqa: S608
-                {"file": str(self.root / segment.name)},
-            )
-            row = found.fetchone()
-        except duckdb.Error as exc:
-            log.warning(
-                "segment not readable while checking a legal hold; kept",
-                segment=segment.name,
-                hold=scope.hold_id,
-                error=str(exc).splitlines()[0] if str(exc) else "",
-            )
-            return True
-        return bool(row and row[0])
+        return files.holds_any(
+            self._connection(),
+            f"SELECT 1 FROM read_parquet($file) WHERE {probe}",  # noqa: S608
+            self.root,
+            segment,
+            scope.hold_id,
+        )
 
     def _expired_leftovers(self, session: Session, cutoff: int) -> list[str]:
         return files.expired_leftovers(session, self.root, [f"{d}/" for d in LOG_DATASETS], cutoff)

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -165,6 +166,26 @@ def unreadable(root: Path, names: Sequence[str], exc: Exception, what: str) -> S
         )
     state = "is missing" if not (root / culprit).exists() else "is corrupt"
     return SegmentUnreadable(f"{what} {culprit} {state}: {message}", hint=hint)
+
+
+def holds_any(
+    connection: duckdb.DuckDBPyConnection, probe: str, root: Path, segment: Segment, hold_id: int
+) -> bool:
+    """Whether ``SELECT EXISTS (probe)`` over the segment's file (``$file``) finds a row,
+    for a legal hold's check; True when the file cannot be read, so that a damaged
+    segment is kept rather than expired."""
+    try:
+        found = connection.execute(f"SELECT EXISTS ({probe})", {"file": str(root / segment.name)})
+        row = found.fetchone()
+    except duckdb.Error as exc:
+        log.warning(
+            "segment not readable while checking a legal hold; kept",
+            segment=segment.name,
+            hold=hold_id,
+            error=str(exc).splitlines()[0] if str(exc) else "",
+        )
+        return True
+    return bool(row and row[0])
 
 
 def file_state(root: Path, row: FlowSegment) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -491,7 +490,6 @@ class ParquetStore(sealing.BufferedStore):
         """Does any record of the segment fall in the hold's scope? True when unsure."""
         if scope.everything:
             return True
-        path = self.root / segment.name
         conditions = [c for c, _ in _address_branches(scope.ranges)]
         if scope.customers:
             conditions.append(common.customer_condition(scope.customers))
@@ -499,18 +497,7 @@ class ParquetStore(sealing.BufferedStore):
             f"SELECT 1 FROM read_parquet($file) WHERE {c}"  # noqa: S608
             for c in conditions
         )
-        try:
-            found = self._connection().execute(f"SELECT EXISTS ({probe})", {"file": str(path)})
-            row = found.fetchone()
-        except duckdb.Error as exc:
-            log.warning(
-                "segment not readable while checking a legal hold; kept",
-                segment=segment.name,
-                hold=scope.hold_id,
-                error=str(exc).splitlines()[0] if str(exc) else "",
-            )
-            return True
-        return bool(row and row[0])
+        return files.holds_any(self._connection(), probe, self.root, segment, scope.hold_id)
 
     def expire(self, op: Operation, now_ms: int) -> ExpiryReport:
         return retention.expire_segments(
@@ -606,7 +593,7 @@ class ParquetStore(sealing.BufferedStore):
         data, fields = segment_bytes(batch)
         remote, _ = segment_bytes(batch, remote_order)
         sealed_at = utcnow()
-        name = f"{day}/{sealed_at:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.parquet"
+        name = files.segment_name("", day, sealed_at)
         companion = integrity.companion_name(name)
         written: list[str] = []
         try:
