@@ -452,8 +452,10 @@ def _partition_of(day: str) -> str:
     return day.replace("-", "")
 
 
-class ClickHouseStore(sealing.BufferedStore):
+class ClickHouseStore(common.Aggregations, sealing.BufferedStore):
     """The scale-out ``FlowStore``: segments in a ClickHouse table (server or chdb)."""
+
+    BUCKET_SQL = "intDiv(toUnixTimestamp64Milli(start) - {start}, {step})"
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
@@ -669,52 +671,14 @@ class ClickHouseStore(sealing.BufferedStore):
             sql += f" LIMIT {int(limit)}"
         return sql, params
 
-    def top_talkers(
-        self,
-        *,
-        start_ms: int,
-        end_ms: int,
-        by: str = "bytes",
-        group: str = "ip",
-        ips: Sequence[str] = (),
-        customers: Sequence[int] = (),
-        ports: Sequence[int] = (),
-        protos: Sequence[int] = (),
-        limit: int = 20,
-    ) -> pa.Table:
-        common.check_top(by, group, limit)
-        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
-        scanned = self._scan(start_ms, end_ms, wanted, common.TOP_COLUMNS)
+    def _aggregate_source(
+        self, start_ms: int, end_ms: int, wanted: common.Filters, columns: Sequence[str]
+    ) -> common.AggregateSource | None:
+        scanned = self._scan(start_ms, end_ms, wanted, columns)
         if scanned is None:
-            return common.TOP_SCHEMA.empty_table()
+            return None
         source, params = scanned
-        found = self.connection.arrow(
-            common.top_sql(source, by=by, group=group, limit=limit), params
-        )
-        if found.num_rows == 0:
-            return common.TOP_SCHEMA.empty_table()
-        return common.top_table(found, group)
-
-    def time_series(
-        self,
-        *,
-        start_ms: int,
-        end_ms: int,
-        step_ms: int,
-        ips: Sequence[str] = (),
-        customers: Sequence[int] = (),
-        ports: Sequence[int] = (),
-        protos: Sequence[int] = (),
-    ) -> pa.Table:
-        buckets = common.check_series(start_ms, end_ms, step_ms)
-        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
-        scanned = self._scan(start_ms, end_ms, wanted, common.SERIES_COLUMNS)
-        found = pa.table({"bucket": pa.array([], pa.int64())})
-        if scanned is not None:
-            source, params = scanned
-            bucket = f"intDiv(toUnixTimestamp64Milli(start) - {int(start_ms)}, {int(step_ms)})"
-            found = self.connection.arrow(common.series_sql(source, bucket), params)
-        return common.series_table(found, start_ms=start_ms, step_ms=step_ms, buckets=buckets)
+        return source, lambda sql: self.connection.arrow(sql, params)
 
     def _scan(
         self, start_ms: int, end_ms: int, wanted: common.Filters, columns: Sequence[str]

@@ -461,3 +461,67 @@ def ndjson_bytes(table: pa.Table) -> bytes:
     data = lines.buffers()[2]
     text: bytes = data.to_pybytes()[offsets[0] : offsets[-1]]
     return text
+
+
+#: An aggregation's source: the FROM-able SQL of the matching records and the function
+#: that runs a statement over it on the backend's engine.
+AggregateSource = tuple[str, Callable[[str], pa.Table]]
+
+
+class Aggregations:
+    """``top_talkers`` and ``time_series`` for a backend that can give the matching
+    records as SQL (``_aggregate_source``) and say how its engine numbers a record's
+    step (``BUCKET_SQL``); the statements themselves are ``top_sql``/``series_sql``."""
+
+    #: The step index of a record, with ``{start}`` and ``{step}`` (ints) filled in.
+    BUCKET_SQL: str
+
+    def _aggregate_source(
+        self, start_ms: int, end_ms: int, wanted: Filters, columns: Sequence[str]
+    ) -> AggregateSource | None:
+        raise NotImplementedError
+
+    def top_talkers(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        by: str = "bytes",
+        group: str = "ip",
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+        limit: int = 20,
+    ) -> pa.Table:
+        check_top(by, group, limit)
+        wanted = filters(ips=ips, customers=customers, ports=ports, protos=protos)
+        source = self._aggregate_source(start_ms, end_ms, wanted, TOP_COLUMNS)
+        if source is None:
+            return TOP_SCHEMA.empty_table()
+        sql, run = source
+        found = run(top_sql(sql, by=by, group=group, limit=limit))
+        if found.num_rows == 0:
+            return TOP_SCHEMA.empty_table()
+        return top_table(found, group)
+
+    def time_series(
+        self,
+        *,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        ips: Sequence[str] = (),
+        customers: Sequence[int] = (),
+        ports: Sequence[int] = (),
+        protos: Sequence[int] = (),
+    ) -> pa.Table:
+        buckets = check_series(start_ms, end_ms, step_ms)
+        wanted = filters(ips=ips, customers=customers, ports=ports, protos=protos)
+        source = self._aggregate_source(start_ms, end_ms, wanted, SERIES_COLUMNS)
+        found = pa.table({"bucket": pa.array([], pa.int64())})
+        if source is not None:
+            sql, run = source
+            bucket = self.BUCKET_SQL.format(start=int(start_ms), step=int(step_ms))
+            found = run(series_sql(sql, bucket))
+        return series_table(found, start_ms=start_ms, step_ms=step_ms, buckets=buckets)

@@ -241,9 +241,11 @@ def _when(ms: int) -> datetime:
     return datetime.fromtimestamp(min(max(ms, 0), _LAST_MS) / 1000, tz=UTC)
 
 
-class ParquetStore(sealing.BufferedStore):
+class ParquetStore(common.Aggregations, sealing.BufferedStore):
     """The default ``FlowStore``; one per process (collector worker, CLI call, job).
     Buffering and when to seal come from ``sealing.BufferedStore``."""
+
+    BUCKET_SQL = "(epoch_ms(start) - {start}) // {step}"
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
@@ -352,48 +354,14 @@ class ParquetStore(sealing.BufferedStore):
         finally:
             reader.close()
 
-    def top_talkers(
-        self,
-        *,
-        start_ms: int,
-        end_ms: int,
-        by: str = "bytes",
-        group: str = "ip",
-        ips: Sequence[str] = (),
-        customers: Sequence[int] = (),
-        ports: Sequence[int] = (),
-        protos: Sequence[int] = (),
-        limit: int = 20,
-    ) -> pa.Table:
-        common.check_top(by, group, limit)
-        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
-        scanned = self._scan(start_ms, end_ms, wanted, common.TOP_COLUMNS)
+    def _aggregate_source(
+        self, start_ms: int, end_ms: int, wanted: common.Filters, columns: Sequence[str]
+    ) -> common.AggregateSource | None:
+        scanned = self._scan(start_ms, end_ms, wanted, columns)
         if scanned is None:
-            return common.TOP_SCHEMA.empty_table()
+            return None
         source, params, names = scanned
-        found = self._run(common.top_sql(source, by=by, group=group, limit=limit), params, names)
-        return common.top_table(found, group)
-
-    def time_series(
-        self,
-        *,
-        start_ms: int,
-        end_ms: int,
-        step_ms: int,
-        ips: Sequence[str] = (),
-        customers: Sequence[int] = (),
-        ports: Sequence[int] = (),
-        protos: Sequence[int] = (),
-    ) -> pa.Table:
-        buckets = common.check_series(start_ms, end_ms, step_ms)
-        wanted = common.filters(ips=ips, customers=customers, ports=ports, protos=protos)
-        scanned = self._scan(start_ms, end_ms, wanted, common.SERIES_COLUMNS)
-        found = pa.table({"bucket": pa.array([], pa.int64())})
-        if scanned is not None:
-            source, params, names = scanned
-            bucket = f"(epoch_ms(start) - {int(start_ms)}) // {int(step_ms)}"
-            found = self._run(common.series_sql(source, bucket), params, names)
-        return common.series_table(found, start_ms=start_ms, step_ms=step_ms, buckets=buckets)
+        return source, lambda sql: self._run(sql, params, names)
 
     def _run(self, sql: str, params: dict[str, Any], names: Sequence[str]) -> pa.Table:
         try:
