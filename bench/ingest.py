@@ -150,7 +150,6 @@ def generate_stream(records: int, seed: int) -> Stream:
     # Which datagram carries what: exporters take turns, templates every 20th of each.
     count = records // RECORDS_PER_DATAGRAM + records // (RECORDS_PER_DATAGRAM * TEMPLATE_EVERY)
     index = np.arange(count)
-    exporter = index % EXPORTERS
     sequence = index // EXPORTERS
     with_template = sequence % TEMPLATE_EVERY == 0
     per = np.where(with_template, RECORDS_PER_DATAGRAM - 2, RECORDS_PER_DATAGRAM)
@@ -165,6 +164,43 @@ def generate_stream(records: int, seed: int) -> Stream:
     pool[(pool >> 16) == 0x6440] ^= 0x20000000  # none inside the provider range
     remote = pool[skewed(rng, REMOTE_ADDRESSES, n)].astype(np.uint32)
     other = pool[rng.integers(0, REMOTE_ADDRESSES, n)].astype(np.uint32)
+    return pack_stream(
+        rng,
+        which=which,
+        customer=customer,
+        remote=remote,
+        other=other,
+        with_template=with_template,
+        per=per,
+        sequence=sequence,
+        time_ms=time_ms,
+        boot_ms=boot_ms,
+    )
+
+
+def pack_stream(
+    rng: np.random.Generator,
+    *,
+    which: np.ndarray,
+    customer: np.ndarray,
+    remote: np.ndarray,
+    other: np.ndarray,
+    with_template: np.ndarray,
+    per: np.ndarray,
+    sequence: np.ndarray,
+    time_ms: np.ndarray,
+    boot_ms: np.ndarray,
+) -> Stream:
+    """The records of datagrams whose layout (``per``, ``with_template``, export
+    ``time_ms``, ``sequence``; exporters take turns) and parties (``which`` direction,
+    the customer, remote and transit addresses of each record) are given: ports,
+    flags, volumes, timing, interfaces and AS numbers drawn from ``rng``, packed as
+    NetFlow v9 datagrams. ``boot_ms`` is each exporter's boot time (bench/query.py
+    draws its own parties and layout for a week)."""
+    count = len(per)
+    n = len(which)
+    index = np.arange(count)
+    exporter = index % EXPORTERS
     src = np.where(which == 0, customer, np.where(which == 1, remote, other))
     dst = np.where(which == 0, remote, np.where(which == 1, customer, remote))
     # Ports: one side serves (a well-known port), the other a client's ephemeral port.
@@ -184,8 +220,8 @@ def generate_stream(records: int, seed: int) -> Stream:
 
     datagram_of = np.repeat(index, per)
     own_exporter = exporter[datagram_of]
-    uptime = (time_ms[datagram_of] - boot_ms[own_exporter]).astype(np.int64)
-    last = uptime - rng.integers(0, 30_000, n)
+    uptime_ms = (time_ms - boot_ms[exporter]).astype(np.int64)
+    last = uptime_ms[datagram_of] - rng.integers(0, 30_000, n)
     first = last - np.minimum(rng.exponential(8_000, n).astype(np.int64), 120_000)
     inbound_if = rng.integers(1, 5, n)  # uplinks
     access_if = rng.integers(5, 49, n)  # customer-facing ports
@@ -210,7 +246,6 @@ def generate_stream(records: int, seed: int) -> Stream:
     datagrams: list[bytes] = []
     offset = 0
     for i in range(count):
-        e = int(exporter[i])
         k = int(per[i])
         body = raw[offset * RECORD.itemsize : (offset + k) * RECORD.itemsize]
         offset += k
@@ -219,7 +254,7 @@ def generate_stream(records: int, seed: int) -> Stream:
         sets = TEMPLATE_SET + data if with_template[i] else data
         t = int(time_ms[i])
         head = V9_HEADER.pack(
-            9, k + int(with_template[i]), t - int(boot_ms[e]), t // 1000, int(sequence[i]), 0
+            9, k + int(with_template[i]), int(uptime_ms[i]), t // 1000, int(sequence[i]), 0
         )
         datagrams.append(head + sets)
     return Stream(datagrams, exporter, per, time_ms)

@@ -94,18 +94,9 @@ from ingest import (  # bench/ingest.py
     CUSTOMER_ADDRESSES,
     CUSTOMER_BASE,
     EXPORTERS,
-    OWN_AS,
-    RECORD,
     RECORDS_PER_DATAGRAM,
     REMOTE_ADDRESSES,
-    SERVICE_PORTS,
-    SERVICE_WEIGHTS,
-    TCP_FLAGS,
-    TCP_WEIGHTS,
     TEMPLATE_EVERY,
-    TEMPLATE_ID,
-    TEMPLATE_SET,
-    V9_HEADER,
     Stream,
     cores,
     drain,
@@ -113,6 +104,7 @@ from ingest import (  # bench/ingest.py
     loopback_address,
     make_home,
     nfdump_flows,
+    pack_stream,
     pin,
     udp_sockets,
     write_pcap,
@@ -200,79 +192,26 @@ def day_chunk(
     """NetFlow v9 datagrams for whole blocks of ``BLOCK_DATAGRAMS`` (so each chunk begins
     with every exporter's template): the records drawn as in ``ingest.generate_stream``
     but from the week's ``population``, exported at ``export_s`` (seconds of the day)."""
-    count = len(export_s)
-    index = np.arange(count)
-    exporter = index % EXPORTERS
+    index = np.arange(len(export_s))
     with_template = (index // EXPORTERS) % TEMPLATE_EVERY == 0
     per = np.where(with_template, RECORDS_PER_DATAGRAM - 2, RECORDS_PER_DATAGRAM)
     n = int(per.sum())
-    time_ms = (day_start_s + export_s) * 1000
-
     which = rng.choice(3, n, p=[0.45, 0.45, 0.10])  # 0 outbound, 1 inbound, 2 transit
     customer = population.pick(rng, "customer", n)
     remote = population.pick(rng, "remote", n)
     other = population.remotes[rng.integers(0, REMOTE_ADDRESSES, n)]
-    src = np.where(which == 0, customer, np.where(which == 1, remote, other))
-    dst = np.where(which == 0, remote, np.where(which == 1, customer, remote))
-    proto = rng.choice(np.array([6, 17, 1]), n, p=[0.82, 0.16, 0.02])
-    service = rng.choice(SERVICE_PORTS, n, p=SERVICE_WEIGHTS)
-    ephemeral = rng.integers(1024, 65536, n)
-    src_serves = rng.random(n) < 0.5
-    src_port = np.where(src_serves, service, ephemeral)
-    dst_port = np.where(src_serves, ephemeral, service)
-    icmp = proto == 1
-    src_port[icmp] = 0
-    dst_port[icmp] = 0x0800
-    flags = np.where(proto == 6, rng.choice(TCP_FLAGS, n, p=TCP_WEIGHTS), 0)
-    packets = np.minimum(np.ceil(rng.lognormal(1.2, 1.6, n)), 4_000_000).astype(np.uint64)
-    size = np.where(rng.random(n) < 0.5, rng.integers(40, 120, n), rng.integers(500, 1500, n))
-    octets = np.minimum(packets * size.astype(np.uint64), 0xFFFFFFFF)
-
-    datagram_of = np.repeat(index, per)
-    own_exporter = exporter[datagram_of]
-    uptime_ms = time_ms - population.boot_ms[exporter]
-    last = uptime_ms[datagram_of] - rng.integers(0, 30_000, n)
-    first = last - np.minimum(rng.exponential(8_000, n).astype(np.int64), 120_000)
-    inbound_if = rng.integers(1, 5, n)
-    access_if = rng.integers(5, 49, n)
-
-    table = np.zeros(n, dtype=RECORD)
-    table["src"], table["dst"] = src, dst
-    table["nexthop"] = 0x0A000001 + own_exporter * 256 + rng.integers(0, 4, n)
-    table["in_if"] = np.where(which == 0, access_if, inbound_if)
-    table["out_if"] = np.where(which == 1, access_if, inbound_if)
-    table["packets"], table["bytes"] = packets, octets
-    table["first"], table["last"] = first, last
-    table["src_port"], table["dst_port"] = src_port, dst_port
-    table["tcp_flags"], table["proto"] = flags, proto
-    table["tos"] = np.where(rng.random(n) < 0.9, 0, rng.choice(np.array([0x28, 0xB8]), n))
-    remote_as = rng.integers(1, 400, n) * 137 % 65000 + 1
-    table["src_as"] = np.where(which == 0, OWN_AS, remote_as)
-    table["dst_as"] = np.where(which == 1, OWN_AS, remote_as)
-    table["src_mask"] = np.where(which == 0, 20, rng.integers(8, 25, n))
-    table["dst_mask"] = np.where(which == 1, 20, rng.integers(8, 25, n))
-    raw = table.tobytes()
-
-    datagrams: list[bytes] = []
-    offset = 0
-    width = RECORD.itemsize
-    for i in range(count):
-        k = int(per[i])
-        body = raw[offset * width : (offset + k) * width]
-        offset += k
-        pad = bytes(-len(body) % 4)
-        data = TEMPLATE_ID.to_bytes(2, "big") + (4 + len(body) + len(pad)).to_bytes(2, "big")
-        sets = (TEMPLATE_SET if with_template[i] else b"") + data + body + pad
-        head = V9_HEADER.pack(
-            9,
-            k + int(with_template[i]),
-            int(uptime_ms[i]),
-            int(time_ms[i]) // 1000,
-            int(sequence[i]),
-            0,
-        )
-        datagrams.append(head + sets)
-    return Stream(datagrams, exporter, per, time_ms)
+    return pack_stream(
+        rng,
+        which=which,
+        customer=customer,
+        remote=remote,
+        other=other,
+        with_template=with_template,
+        per=per,
+        sequence=sequence,
+        time_ms=(day_start_s + export_s) * 1000,
+        boot_ms=population.boot_ms,
+    )
 
 
 @dataclass
