@@ -141,10 +141,11 @@ def seal(op: Operation) -> None:
     )
     op.session.add(cp)
     op.session.flush()
-    op.checkpoint = _checkpoint_dict(cp)
+    op.checkpoint = checkpoint_dict(cp)
 
 
-def _checkpoint_dict(cp: AuditCheckpoint) -> dict[str, Any]:
+def checkpoint_dict(cp: AuditCheckpoint) -> dict[str, Any]:
+    """A signed checkpoint as the head file and verification read it (any chain)."""
     return {
         "chain": cp.chain,
         "seq": cp.seq,
@@ -332,7 +333,7 @@ def verify_chain(session: Session, verifier: ChainVerifier, head_file: Path) -> 
     signed_up_to = 0
     for cp in checkpoints:
         problem = _check_checkpoint(
-            _checkpoint_dict(cp), verifier, by_seq, last_seq, f"checkpoint {cp.id}"
+            checkpoint_dict(cp), verifier, by_seq, last_seq, f"checkpoint {cp.id}"
         )
         if problem is not None:
             report.problems.append(problem)

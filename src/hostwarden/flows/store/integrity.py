@@ -118,23 +118,12 @@ def sign_head(session: Session, signer: ChainSigner) -> dict[str, Any] | None:
     )
     session.add(cp)
     session.flush()
-    return _checkpoint_dict(cp)
+    return audit.checkpoint_dict(cp)
 
 
 def publish_head(runtime: Runtime, checkpoint: dict[str, Any] | None) -> None:
     if checkpoint is not None:
         audit.publish_head(runtime, checkpoint, HEAD_FILE)
-
-
-def _checkpoint_dict(cp: AuditCheckpoint) -> dict[str, Any]:
-    return {
-        "chain": cp.chain,
-        "seq": cp.seq,
-        "head_hash": cp.head_hash,
-        "signed_at": cp.signed_at,
-        "key_id": cp.key_id,
-        "signature": cp.signature,
-    }
 
 
 def file_sha256(
@@ -274,7 +263,7 @@ def _check_signatures(
     signed_up_to = 0
     for cp in checkpoints:
         problem = _check_checkpoint(
-            _checkpoint_dict(cp), verifier, hashes, last_seq, f"checkpoint {cp.id}"
+            audit.checkpoint_dict(cp), verifier, hashes, last_seq, f"checkpoint {cp.id}"
         )
         if problem is not None:
             report.problems.append(problem)
