@@ -24,6 +24,8 @@ WRITERS_OF_OWN = ALL - {"auditor"}
 INVENTORY = frozenset({"admin", "sales", "noc"})
 LEGAL_HOLDS = frozenset({"admin", "compliance", "legal"})
 FLOWS = frozenset({"admin", "abuse", "noc", "compliance", "legal", "auditor"})
+ALERTS = FLOWS
+RESPONDERS = frozenset({"admin", "abuse", "noc"})
 
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -154,6 +156,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/v1/flows/records"): FLOWS,
     ("GET", "/api/v1/flows/top"): FLOWS,
     ("GET", "/api/v1/flows/series"): FLOWS,
+    # detection alerts and suppressions (issue #6): the abuse desk and the NOC act on them
+    ("GET", "/api/v1/alerts"): ALERTS,
+    ("GET", "/api/v1/alerts/{alert_id}"): ALERTS,
+    ("POST", "/api/v1/alerts/{alert_id}/feedback"): RESPONDERS,
+    ("POST", "/api/v1/alerts/{alert_id}/close"): RESPONDERS,
+    ("GET", "/api/v1/suppressions"): ALERTS,
+    ("POST", "/api/v1/suppressions"): RESPONDERS,
+    ("DELETE", "/api/v1/suppressions/{suppression_id}"): RESPONDERS,
 }
 # FastAPI's own documentation routes carry no dependencies; they publish the OpenAPI spec.
 FRAMEWORK_ROUTES = {"/api/v1/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
@@ -177,6 +187,7 @@ def concrete(path: str) -> str:
         path = path.replace(name, "999999")
     path = path.replace("{request_id}", "999999").replace("{flag_id}", "999999")
     path = path.replace("{hold_id}", "999999")
+    path = path.replace("{alert_id}", "999999").replace("{suppression_id}", "999999")
     return path.replace("{user_id}", "1").replace("{token_id}", "999999")
 
 

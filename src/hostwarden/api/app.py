@@ -23,6 +23,7 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
+    from hostwarden.detect import api_alerts
     from hostwarden.flows import api_flows, api_holds
     from hostwarden.flows import web as flows_web
     from hostwarden.registry import (
@@ -52,6 +53,8 @@ def routers() -> list[APIRouter]:
         api_bulk.router,
         api_holds.router,
         api_flows.router,
+        api_alerts.alerts_router,
+        api_alerts.suppressions_router,
         registry_web.router,
         flows_web.router,
         web_routes.router,

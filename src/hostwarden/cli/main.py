@@ -40,6 +40,7 @@ from hostwarden.core.models import AuditEntry
 from hostwarden.core.setup import init as init_home
 from hostwarden.core.setup import is_initialised
 from hostwarden.core.timeutil import isoformat, parse_time
+from hostwarden.detect.cli import detect_app
 from hostwarden.errors import HostwardenError
 from hostwarden.flows import cli_logs
 from hostwarden.flows.cli import flows_app
@@ -71,6 +72,7 @@ app.add_typer(cli_inventory.inventory_app, name="inventory")
 app.add_typer(cli_webhooks.app, name="webhook")
 app.add_typer(cli_logs.logs_app, name="logs")
 app.add_typer(flows_app, name="flows")
+app.add_typer(detect_app, name="detect")
 app.command("import")(cli_bulk.import_command)
 app.command("export")(cli_bulk.export_command)
 app.command("attribute")(cli_inventory.attribute_command)

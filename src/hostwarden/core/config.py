@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hostwarden.core.config_detect import DetectSettings
 from hostwarden.errors import ConfigError
 
 CONFIG_FILE_NAME = "hostwarden.toml"
@@ -186,6 +187,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     registry: RegistrySettings = RegistrySettings()
     flows: FlowSettings = FlowSettings()
+    detect: DetectSettings = DetectSettings()
 
     #: The TOML file this class reads; load_settings makes a subclass per file.
     _toml_file: ClassVar[Path | None] = None

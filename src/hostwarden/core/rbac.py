@@ -56,6 +56,11 @@ class Perm(StrEnum):
     FLOWS_READ = "flows:read"
     #: Run an integrity check of the flow/log store (hashes every segment; recorded).
     LOGS_VERIFY = "logs:verify"
+    #: Detection alerts and suppressions: see them; close them and give feedback; add
+    #: and remove suppressions (which keep findings from becoming alerts).
+    ALERTS_READ = "alerts:read"
+    ALERTS_WRITE = "alerts:write"
+    SUPPRESSIONS_WRITE = "suppressions:write"
 
 
 _READ_ALL = {
@@ -66,6 +71,7 @@ _READ_ALL = {
     Perm.REGISTRY_READ,
     Perm.LEGAL_HOLDS_READ,
     Perm.FLOWS_READ,
+    Perm.ALERTS_READ,
 }
 _STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN, Perm.REGISTRY_READ}
 
@@ -77,7 +83,10 @@ _COMPLIANCE = {
     Perm.LEGAL_HOLDS_WRITE,
     Perm.FLOWS_READ,
     Perm.LOGS_VERIFY,
+    Perm.ALERTS_READ,
 }
+#: Those who act on what detection finds: the abuse desk and the NOC.
+_RESPONDERS = {Perm.FLOWS_READ, Perm.ALERTS_READ, Perm.ALERTS_WRITE, Perm.SUPPRESSIONS_WRITE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset(Perm),
@@ -91,8 +100,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.INVENTORY_WRITE,
         }
     ),
-    Role.ABUSE: frozenset(_STAFF | {Perm.FLOWS_READ}),
-    Role.NOC: frozenset(_STAFF | {Perm.INVENTORY_WRITE, Perm.FLOWS_READ, Perm.LOGS_VERIFY}),
+    Role.ABUSE: frozenset(_STAFF | _RESPONDERS),
+    Role.NOC: frozenset(_STAFF | _RESPONDERS | {Perm.INVENTORY_WRITE, Perm.LOGS_VERIFY}),
     Role.COMPLIANCE: frozenset(_STAFF | _COMPLIANCE),
     Role.LEGAL: frozenset(_STAFF | _COMPLIANCE),
     # Read-only everywhere: every *:read permission and nothing that changes state,

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -47,6 +47,9 @@ from hostwarden.errors import HostwardenError
 from hostwarden.flows.decode.base import DecodeResult
 from hostwarden.flows.ingest import Ingestor
 from hostwarden.flows.schema import FlowBatch
+
+if TYPE_CHECKING:
+    from hostwarden.core.runtime import Runtime
 
 log = get_logger("hostwarden.flows.collector")
 
@@ -459,6 +462,22 @@ def _protocol_label(code: int) -> str:
 # --- processes ------------------------------------------------------------------------
 
 
+#: Entry point group of sinks that see the collectors' attributed batches after the store
+#: (``detect`` is one): each entry is ``(runtime, sink, *, worker) -> sink``, wrapping the
+#: one given. An entry point, because ``flows`` may not import the packages built on it.
+TAP_GROUP = "hostwarden.ingest_taps"
+
+
+def tapped(runtime: Runtime, store: Any, worker: int = 0) -> Any:
+    """The store wrapped by every installed tap, in entry point name order."""
+    from importlib.metadata import entry_points
+
+    sink = store
+    for ep in sorted(entry_points(group=TAP_GROUP), key=lambda e: e.name):
+        sink = ep.load()(runtime, sink, worker=worker)
+    return sink
+
+
 def _worker_main(home: str, config: str | None, worker: int) -> None:
     """Entry of a worker process: its own runtime, store and sockets."""
     from hostwarden.core.config import load_settings
@@ -472,7 +491,7 @@ def _worker_main(home: str, config: str | None, worker: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     runtime = Runtime.open(settings)
-    store = open_store(runtime)
+    store = tapped(runtime, open_store(runtime), worker)
     try:
         collector = CollectorWorker(settings, Ingestor(runtime, store), worker=worker, stop=stop)
         # The registry index is built now, not when the first batch is due: that took

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import hostwarden.core.models
+import hostwarden.detect.models
 import hostwarden.flows.models
 import hostwarden.registry.models  # noqa: F401
 from hostwarden.core.db import Base

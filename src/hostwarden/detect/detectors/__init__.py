@@ -1,0 +1,1 @@
+"""The built-in detectors (docs/detect.md); each module has a ``make`` factory."""

@@ -1,0 +1,153 @@
+"""Scanning from a customer address: horizontal (one port, many hosts) and vertical (one
+host, many ports).
+
+Zeek's scan policy is the reference for the defaults: 25 distinct hosts on one port, or
+15 distinct ports on one host, within 5 minutes, counting only *probes*: attempts that
+did not become a conversation. Flow records carry no connection state, so a probe here
+is a TCP flow with SYN and without ACK, or any flow of at most ``probe_max_packets``
+packets per sampled record (a reply-less UDP probe, a refused TCP connection).
+Only outbound flows count: scans of the provider's customers from outside are
+Internet background noise, not something the provider answers for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hostwarden.core.config_detect import DetectSettings, ScanSettings
+from hostwarden.detect.findings import Finding, address_text, held
+from hostwarden.detect.frame import ACK, SYN, TCP, Frame, group_by, top_per_group
+
+
+class ScanDetector:
+    name = "scan"
+
+    def __init__(self, settings: ScanSettings) -> None:
+        self.settings = settings
+        self.window_seconds: int = settings.window_seconds
+
+    def probes(self, frame: Frame) -> np.ndarray:
+        flags = frame["tcp_flags"]
+        syn_only = (frame["proto"] == TCP) & ((flags & SYN) != 0) & ((flags & ACK) == 0)
+        per_record = frame["packets"] // np.maximum(frame["sampling"], 1).astype(np.uint64)
+        small = per_record <= np.uint64(self.settings.probe_max_packets)
+        result: np.ndarray = frame["outbound"] & (syn_only | small)
+        return result
+
+    def evaluate(self, frame: Frame) -> list[Finding]:
+        if frame.empty():
+            return []
+        probe = self.probes(frame)
+        if not probe.any():
+            return []
+        # Horizontal: per (local, port) distinct hosts; report the local's widest port.
+        findings: list[Finding] = []
+        remote = (frame["remote_hi"], frame["remote_lo"])
+        wide = _widest(frame, probe, (frame["remote_port"],), remote, self.settings.hosts)
+        for g, (key, hosts) in wide.items():
+            findings.append(self._finding(frame, g, "horizontal", hosts, key[0], probe))
+        # Vertical: per (local, remote host) distinct ports; the busiest host.
+        deep = _widest(frame, probe, remote, (frame["remote_port"],), self.settings.ports)
+        for g, (key, ports_n) in deep.items():
+            findings.append(self._vertical(frame, g, (key[0], key[1]), ports_n, probe))
+        return findings
+
+    def _row(self, frame: Frame, g: int) -> int:
+        return int(frame.by_local().first[g])
+
+    def _finding(
+        self, frame: Frame, g: int, kind: str, hosts: int, port: int, probe: np.ndarray
+    ) -> Finding:
+        row = self._row(frame, g)
+        groups = frame.by_local()
+        mask = probe & (frame["remote_port"] == port)
+        peers = top_per_group(
+            groups,
+            np.array([g]),
+            [frame["remote_hi"], frame["remote_lo"]],
+            frame["flows"],
+            10,
+            mask,
+        )[g]
+        ip = address_text(frame["local_hi"][row], frame["local_lo"][row])
+        flows = float(groups.sum(frame["flows"], probe)[g])
+        return Finding(
+            category="scan",
+            severity=self.settings.severity,
+            ip=ip,
+            direction="outbound",
+            window_start_ms=frame.start_ms,
+            window_seconds=frame.seconds,
+            customer_id=held(frame["customer_id"][row]),
+            instance_id=held(frame["instance_id"][row]),
+            kind=kind,
+            summary=f"{ip} probed port {port} on {hosts} hosts in {frame.seconds} s",
+            counts={"hosts": hosts, "port": port, "probes": flows},
+            top_peers=[{"ip": address_text(*key), "flows": w} for key, w in peers],
+            top_ports=[{"port": port, "hosts": hosts}],
+        )
+
+    def _vertical(
+        self, frame: Frame, g: int, host: tuple[int, int], ports_n: int, probe: np.ndarray
+    ) -> Finding:
+        row = self._row(frame, g)
+        groups = frame.by_local()
+        mask = probe & (frame["remote_hi"] == host[0]) & (frame["remote_lo"] == host[1])
+        ports = top_per_group(
+            groups, np.array([g]), [frame["remote_port"]], frame["flows"], 10, mask
+        )[g]
+        ip = address_text(frame["local_hi"][row], frame["local_lo"][row])
+        target = address_text(*host)
+        return Finding(
+            category="scan",
+            severity=self.settings.severity,
+            ip=ip,
+            direction="outbound",
+            window_start_ms=frame.start_ms,
+            window_seconds=frame.seconds,
+            customer_id=held(frame["customer_id"][row]),
+            instance_id=held(frame["instance_id"][row]),
+            kind="vertical",
+            summary=f"{ip} probed {ports_n} ports of {target} in {frame.seconds} s",
+            counts={"ports": ports_n, "probes": float(groups.sum(frame["flows"], mask)[g])},
+            top_peers=[{"ip": target, "ports": ports_n}],
+            top_ports=[{"port": key[0], "flows": w} for key, w in ports],
+        )
+
+
+def _widest(
+    frame: Frame,
+    mask: np.ndarray,
+    pivot: tuple[np.ndarray, ...],
+    spread: tuple[np.ndarray, ...],
+    threshold: int,
+) -> dict[int, tuple[tuple[int, ...], int]]:
+    """Per local group with at least ``threshold``: the ``pivot`` value with the most
+    distinct ``spread`` values, and that count."""
+    groups = frame.by_local()
+    rows = np.flatnonzero(mask)
+    owner = groups.inverse[rows]
+    # Distinct (local, pivot, spread) triples, then count them per (local, pivot).
+    triples = group_by(owner, *(p[rows] for p in pivot), *(s[rows] for s in spread))
+    t_rows = rows[triples.first]
+    t_owner = groups.inverse[t_rows]
+    pairs = group_by(t_owner, *(p[t_rows] for p in pivot))
+    counts = pairs.size
+    pair_owner = t_owner[pairs.first]
+    # Per owner, the pair with the highest count.
+    order = np.lexsort((-counts, pair_owner))
+    first_of_owner = np.ones(len(order), dtype=bool)
+    first_of_owner[1:] = pair_owner[order][1:] != pair_owner[order][:-1]
+    best = order[first_of_owner]
+    best = best[counts[best] >= threshold]
+    result: dict[int, tuple[tuple[int, ...], int]] = {}
+    for i in best.tolist():
+        row = t_rows[pairs.first[i]]
+        result[int(pair_owner[i])] = (tuple(int(p[row]) for p in pivot), int(counts[i]))
+    return result
+
+
+def make(settings: DetectSettings, home: Path) -> ScanDetector | None:
+    return ScanDetector(settings.scan) if settings.scan.enabled else None

@@ -1,0 +1,229 @@
+"""The detection engine: tumbling windows over attributed batches, detectors on close.
+
+Windows are aligned to the epoch (a 60 s window starts on a whole minute) and a record
+belongs to the window of its *end* time, the time its exporter last saw it, which is
+close to when it arrives; so the windows close in step with the stream. A window closes
+once a record ending ``lateness`` after the window's end has arrived (the watermark);
+a record for a window already closed is counted as late and left out of detection (it
+is still stored). ``flush`` closes every open window (end of a replay, shutdown).
+
+Only the records of open windows are kept, as the frame columns (about 90 bytes a
+record); a window that reaches ``max_window_records`` is evaluated at once and starts
+again empty, which bounds memory whatever the stream does.
+
+The same code runs live (the collector's writer thread feeds each attributed batch)
+and offline (``hostwarden detect replay``), which is what the issue asks: one path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hostwarden.core.config_detect import DetectSettings
+from hostwarden.core.logs import get_logger
+from hostwarden.detect.findings import Finding
+from hostwarden.detect.frame import Frame, concat_columns, project
+from hostwarden.detect.plugins import Detector
+from hostwarden.flows.schema import FlowBatch
+
+log = get_logger("hostwarden.detect")
+
+
+@dataclass
+class EngineStats:
+    records: int = 0
+    #: Records with no provider side (transit), not judged.
+    transit: int = 0
+    #: Records that arrived after their window had closed.
+    late: int = 0
+    frames: int = 0
+    #: Windows evaluated before their end because they were full.
+    early: int = 0
+    findings: int = 0
+    #: Detector calls that raised (the engine goes on; each is logged).
+    errors: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "transit": self.transit,
+            "late": self.late,
+            "frames": self.frames,
+            "early": self.early,
+            "findings": self.findings,
+            "errors": self.errors,
+            "seconds": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
+        }
+
+
+class _Window:
+    """The open buckets of one window length."""
+
+    def __init__(self, seconds: int, detectors: Sequence[Detector]) -> None:
+        self.seconds = seconds
+        self.length_ms = seconds * 1000
+        self.detectors = list(detectors)
+        self.pieces: dict[int, list[dict[str, NDArray[Any]]]] = {}
+        self.sizes: dict[int, int] = {}
+        #: Buckets below this are closed.
+        self.closed_below: int | None = None
+
+
+class Engine:
+    """Feed attributed batches; get findings as windows close. Not thread-safe: one
+    engine per feeding thread (a collector worker has one)."""
+
+    def __init__(
+        self,
+        settings: DetectSettings,
+        detectors: Sequence[Detector],
+        *,
+        lateness_seconds: int | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.lateness_ms = (
+            settings.lateness_seconds if lateness_seconds is None else lateness_seconds
+        ) * 1000
+        self.max_records = settings.max_window_records
+        #: Raise a detector's exception instead of logging it (tests).
+        self.strict = strict
+        self.stats = EngineStats()
+        self.watermark_ms: int | None = None
+        lengths = sorted({d.window_seconds for d in detectors})
+        self.windows = [
+            _Window(s, [d for d in detectors if d.window_seconds == s]) for s in lengths
+        ]
+
+    @property
+    def detectors(self) -> list[Detector]:
+        return [d for w in self.windows for d in w.detectors]
+
+    def feed(self, batch: FlowBatch) -> list[Finding]:
+        """Take one attributed batch; the findings of every window it closed."""
+        n = len(batch)
+        if not n or not self.windows:
+            return []
+        columns = project(batch)
+        kept = len(columns["start"])
+        self.stats.records += n
+        self.stats.transit += n - kept
+        if not kept:
+            return []
+        end = columns["end"]
+        newest = int(end.max()) - self.lateness_ms
+        if self.watermark_ms is None or newest > self.watermark_ms:
+            self.watermark_ms = newest
+        findings: list[Finding] = []
+        for window in self.windows:
+            findings += self._add(window, columns, end)
+        for window in self.windows:
+            findings += self._close_due(window)
+        return findings
+
+    def feed_all(self, batches: Iterable[FlowBatch]) -> list[Finding]:
+        findings: list[Finding] = []
+        for batch in batches:
+            findings += self.feed(batch)
+        return findings + self.flush()
+
+    def flush(self) -> list[Finding]:
+        """Close every open window, oldest first."""
+        findings: list[Finding] = []
+        for window in self.windows:
+            buckets = sorted(set(window.sizes) | set(window.pieces))
+            for bucket in buckets:
+                findings += self._evaluate(window, bucket, early=False)
+            if buckets:
+                window.closed_below = max(buckets[-1] + 1, window.closed_below or 0)
+            window.sizes.clear()
+        # A flush is the end of a replay or a shutdown: detectors that keep state across
+        # runs (baselines) write it now.
+        for detector in self.detectors:
+            save_state = getattr(detector, "save_state", None)
+            if callable(save_state):
+                save_state()
+        return findings
+
+    # --- windows -------------------------------------------------------------------------
+
+    def _add(
+        self, window: _Window, columns: dict[str, NDArray[Any]], end: NDArray[np.int64]
+    ) -> list[Finding]:
+        buckets = end // window.length_ms
+        first, last = int(buckets.min()), int(buckets.max())
+        findings: list[Finding] = []
+        for bucket in range(first, last + 1) if last - first < 8 else np.unique(buckets).tolist():
+            mask = buckets == bucket
+            count = int(np.count_nonzero(mask)) if first != last else len(buckets)
+            if not count:
+                continue
+            if window.closed_below is not None and bucket < window.closed_below:
+                self.stats.late += count
+                continue
+            piece = columns if first == last else {k: v[mask] for k, v in columns.items()}
+            window.pieces.setdefault(bucket, []).append(piece)
+            window.sizes[bucket] = window.sizes.get(bucket, 0) + count
+            if window.sizes[bucket] >= self.max_records:
+                findings += self._evaluate(window, bucket, early=True)
+                window.sizes[bucket] = 0
+        return findings
+
+    def _close_due(self, window: _Window) -> list[Finding]:
+        if self.watermark_ms is None:
+            return []
+        # Bucket b covers [b, b + 1) × length; it is due once the watermark passed its end.
+        due_below = self.watermark_ms // window.length_ms
+        due = sorted(b for b in window.sizes if b < due_below)
+        findings: list[Finding] = []
+        for bucket in due:
+            findings += self._evaluate(window, bucket, early=False)
+            del window.sizes[bucket]
+        if window.closed_below is None or due_below > window.closed_below:
+            window.closed_below = due_below
+        return findings
+
+    def _evaluate(self, window: _Window, bucket: int, *, early: bool) -> list[Finding]:
+        pieces = window.pieces.pop(bucket, [])
+        if not pieces:
+            return []
+        frame = Frame(
+            seconds=window.seconds,
+            start_ms=bucket * window.length_ms,
+            columns=concat_columns(pieces),
+            early=early,
+        )
+        self.stats.frames += 1
+        self.stats.early += int(early)
+        findings: list[Finding] = []
+        for detector in window.detectors:
+            began = time.perf_counter()
+            try:
+                found = detector.evaluate(frame)
+            except Exception as exc:
+                if self.strict:
+                    raise
+                self.stats.errors += 1
+                log.error(
+                    "detector failed",
+                    detector=detector.name,
+                    window_start=frame.start_ms,
+                    window_seconds=frame.seconds,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            finally:
+                spent = time.perf_counter() - began
+                self.stats.seconds[detector.name] = self.stats.seconds.get(detector.name, 0) + spent
+            for finding in found:
+                finding.detector = finding.detector or detector.name
+            findings += found
+        self.stats.findings += len(findings)
+        return findings

@@ -1,0 +1,231 @@
+"""One closed window of attributed records, seen from the provider's side, and the
+vectorised group-by helpers every detector is built from.
+
+A record enters a frame only when one side of it was held by a customer at the time
+(``local_side`` set at ingest); transit records are not the provider's to judge. Each
+record is turned round so that ``local_*`` is the provider-side address and port and
+``remote_*`` the other side, with ``outbound`` telling which way it went. Packets and
+bytes are sampling-scaled already (decode multiplies them); ``flows`` is the number of
+flows a record stands for, its sampling rate, so that flows per second are comparable
+between exporters that sample differently.
+
+Why hand-written group-by instead of polars or pandas: the keys are 128-bit addresses
+in two uint64 words plus small integers, and every helper here is one ``np.unique`` or
+``np.lexsort`` plus ``np.bincount`` / ``np.add.reduceat`` over them; a DataFrame library
+would copy the columns into its own layout for each question and is not faster for
+these few operations (numpy is already a dependency, polars would be a second engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hostwarden.flows.schema import LOCAL_NONE, LOCAL_SRC, FlowBatch
+
+U64 = NDArray[np.uint64]
+I64 = NDArray[np.int64]
+
+#: The columns of a frame (record level), each a numpy array of one length.
+FRAME_COLUMNS = (
+    "start",
+    "end",
+    "local_hi",
+    "local_lo",
+    "remote_hi",
+    "remote_lo",
+    "local_port",
+    "remote_port",
+    "proto",
+    "tcp_flags",
+    "packets",
+    "bytes",
+    "flows",
+    "sampling",
+    "outbound",
+    "customer_id",
+    "instance_id",
+)
+
+TCP, UDP, ICMP, ICMP6, GRE, ESP = 6, 17, 1, 58, 47, 50
+SYN, ACK = 0x02, 0x10
+
+
+def project(batch: FlowBatch) -> dict[str, NDArray[Any]]:
+    """The frame columns of a batch's records that have a provider side."""
+    side = batch["local_side"]
+    keep = side != LOCAL_NONE
+    if not keep.all():
+        batch = batch.take(keep)
+        side = batch["local_side"]
+    out = side == LOCAL_SRC
+    sampling = batch["sampling"].astype(np.int64)
+    np.maximum(sampling, 1, out=sampling)
+    return {
+        "start": batch["start"],
+        "end": batch["end"],
+        "local_hi": np.where(out, batch["src_hi"], batch["dst_hi"]),
+        "local_lo": np.where(out, batch["src_lo"], batch["dst_lo"]),
+        "remote_hi": np.where(out, batch["dst_hi"], batch["src_hi"]),
+        "remote_lo": np.where(out, batch["dst_lo"], batch["src_lo"]),
+        "local_port": np.where(out, batch["src_port"], batch["dst_port"]),
+        "remote_port": np.where(out, batch["dst_port"], batch["src_port"]),
+        "proto": batch["proto"],
+        "tcp_flags": batch["tcp_flags"],
+        "packets": batch["packets"],
+        "bytes": batch["bytes"],
+        "flows": sampling,
+        "sampling": sampling,
+        "outbound": out,
+        "customer_id": batch["customer_id"],
+        "instance_id": batch["instance_id"],
+    }
+
+
+def concat_columns(pieces: Sequence[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
+    if len(pieces) == 1:
+        return dict(pieces[0])
+    return {name: np.concatenate([p[name] for p in pieces]) for name in FRAME_COLUMNS}
+
+
+@dataclass
+class Groups:
+    """Rows grouped by a key: ``inverse[i]`` is row i's group, ``first[g]`` a row of
+    group g (to read its key columns back), ``size[g]`` its row count."""
+
+    inverse: NDArray[np.intp]
+    first: NDArray[np.intp]
+    size: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def sum(self, values: NDArray[Any], mask: NDArray[np.bool_] | None = None) -> NDArray[Any]:
+        """Per group, the sum of ``values`` (of the rows in ``mask``)."""
+        weights = values.astype(np.float64)
+        if mask is not None:
+            weights = np.where(mask, weights, 0.0)
+        return np.bincount(self.inverse, weights=weights, minlength=len(self))
+
+    def count(self, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        return np.bincount(self.inverse[mask], minlength=len(self)).astype(np.int64)
+
+    def distinct(self, *keys: NDArray[Any], mask: NDArray[np.bool_] | None = None) -> NDArray[Any]:
+        """Per group, how many distinct values ``keys`` (together) take."""
+        rows = np.arange(len(self.inverse)) if mask is None else np.flatnonzero(mask)
+        if not len(rows):
+            return np.zeros(len(self), np.int64)
+        sub = group_by(self.inverse[rows], *(k[rows] for k in keys))
+        owner = self.inverse[rows][sub.first]
+        return np.bincount(owner, minlength=len(self)).astype(np.int64)
+
+
+def group_by(*keys: NDArray[Any]) -> Groups:
+    """Group rows by the tuple of ``keys`` (any integer columns) with one sort."""
+    n = len(keys[0])
+    if n == 0:
+        empty = np.zeros(0, np.intp)
+        return Groups(empty, empty, np.zeros(0, np.int64))
+    order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
+    boundary = np.zeros(n, dtype=bool)
+    boundary[0] = True
+    for key in keys:
+        ordered = key[order]
+        boundary[1:] |= ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(boundary)
+    group_of_sorted = np.cumsum(boundary) - 1
+    inverse = np.empty(n, np.intp)
+    inverse[order] = group_of_sorted
+    size = np.diff(np.append(starts, n)).astype(np.int64)
+    return Groups(inverse, order[starts], size)
+
+
+def regroup(groups: Groups, *keys: NDArray[Any]) -> tuple[Groups, NDArray[np.intp]]:
+    """Rows grouped by a key of their group (``keys``: one value per group of ``groups``,
+    e.g. the customer of each address): the coarser groups, and each group's coarser
+    group. Sorts the groups, not the rows, so it is cheap on a grouping already made."""
+    outer = group_by(*keys)
+    inverse = outer.inverse[groups.inverse]
+    size = np.bincount(outer.inverse, weights=groups.size, minlength=len(outer))
+    return Groups(inverse, groups.first[outer.first], size.astype(np.int64)), outer.inverse
+
+
+def top_per_group(
+    groups: Groups,
+    wanted: NDArray[np.intp],
+    keys: Sequence[NDArray[Any]],
+    weight: NDArray[Any],
+    k: int,
+    mask: NDArray[np.bool_] | None = None,
+) -> dict[int, list[tuple[tuple[int, ...], float]]]:
+    """For each group in ``wanted``, its ``k`` heaviest values of ``keys`` by summed
+    ``weight``: {group: [(key tuple, weight), …]}. Only called for the few groups that
+    raise an alert, so the per-group loop here is over alerts, not records."""
+    result: dict[int, list[tuple[tuple[int, ...], float]]] = {}
+    if not len(wanted):
+        return result
+    chosen = np.isin(groups.inverse, wanted)
+    if mask is not None:
+        chosen &= mask
+    rows = np.flatnonzero(chosen)
+    owner = groups.inverse[rows]
+    sub = group_by(owner, *(key[rows] for key in keys))
+    totals = np.bincount(sub.inverse, weights=weight[rows].astype(np.float64), minlength=len(sub))
+    sub_owner = owner[sub.first]
+    # One stable sort by (group, heaviest first) and a slice per group: a scan of all
+    # values per wanted group would cost groups × values when many groups alert.
+    order = np.lexsort((-totals, sub_owner))
+    ordered_owner = sub_owner[order]
+    starts = np.searchsorted(ordered_owner, wanted, "left")
+    stops = np.searchsorted(ordered_owner, wanted, "right")
+    for g, start, stop in zip(wanted.tolist(), starts.tolist(), stops.tolist(), strict=True):
+        best = order[start : min(stop, start + k)]
+        result[g] = [
+            (tuple(int(key[rows[sub.first[i]]]) for key in keys), float(totals[i])) for i in best
+        ]
+    return result
+
+
+@dataclass
+class Frame:
+    """The records of one window: ``[start_ms, start_ms + seconds * 1000)`` by end time."""
+
+    seconds: int
+    start_ms: int
+    columns: dict[str, NDArray[Any]]
+    #: True when the window was evaluated before its end because it held
+    #: ``max_window_records`` records; the rest of its time comes in another frame.
+    early: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.seconds * 1000
+
+    def __len__(self) -> int:
+        return len(self.columns["start"])
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        return self.columns[name]
+
+    def by_local(self) -> Groups:
+        """Rows grouped by provider-side address (cached: most detectors start here)."""
+        groups = self._cache.get("by_local")
+        if groups is None:
+            groups = group_by(self.columns["local_hi"], self.columns["local_lo"])
+            self._cache["by_local"] = groups
+        return groups
+
+    def by_customer(self) -> Groups:
+        groups = self._cache.get("by_customer")
+        if groups is None:
+            groups = group_by(self.columns["customer_id"])
+            self._cache["by_customer"] = groups
+        return groups
+
+    def empty(self) -> bool:
+        return len(self) == 0

@@ -1,0 +1,177 @@
+"""The engine: windows by end time, the watermark, late records, full windows, flush,
+transit records, and a detector that fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hostwarden.core.config_detect import DetectSettings
+from hostwarden.detect.engine import Engine
+from hostwarden.detect.findings import Finding
+from hostwarden.detect.frame import Frame, group_by, top_per_group
+from hostwarden.detect.plugins import load_detectors
+from hostwarden.errors import ConfigError
+from hostwarden.flows.schema import LOCAL_NONE, LOCAL_SRC
+from tests.detect.support import T0, Trace
+
+
+class Recorder:
+    """A detector that keeps every frame it is given."""
+
+    name = "recorder"
+
+    def __init__(self, window_seconds: int = 10) -> None:
+        self.window_seconds = window_seconds
+        self.frames: list[Frame] = []
+
+    def evaluate(self, frame: Frame) -> list[Finding]:
+        self.frames.append(frame)
+        return []
+
+
+def settings(**overrides: object) -> DetectSettings:
+    return DetectSettings(**overrides)  # type: ignore[arg-type]
+
+
+def test_records_go_to_the_window_of_their_end_time_and_windows_close_on_the_watermark() -> None:
+    recorder = Recorder(10)
+    engine = Engine(settings(lateness_seconds=4), [recorder])
+    # 2,000 records ending over 30 s (T0 is a whole 10 s): windows T0, T0+10, T0+20.
+    trace = Trace().flows(
+        local="100.64.0.1", remote="192.0.2.1", n=2000, spread_ms=30_000, duration_ms=0
+    )
+    batches = trace.batches(500)
+    engine.feed(batches[0])  # ends up to T0+7.5 s: watermark T0+3.5 s, nothing closed
+    assert recorder.frames == []
+    engine.feed(batches[1])  # up to T0+15 s: watermark T0+11 s closes [T0, T0+10)
+    assert [(f.start_ms - T0, len(f)) for f in recorder.frames] == [(0, 667)]
+    engine.feed(batches[2])
+    engine.feed(batches[3])
+    assert [f.start_ms - T0 for f in recorder.frames] == [0, 10_000]
+    engine.flush()
+    assert [(f.start_ms - T0, len(f)) for f in recorder.frames] == [
+        (0, 667),
+        (10_000, 667),
+        (20_000, 666),
+    ]
+    assert sum(len(f) for f in recorder.frames) == 2000
+    assert all(f.seconds == 10 and not f.early for f in recorder.frames)
+
+
+def test_a_record_for_a_closed_window_is_counted_late_and_left_out() -> None:
+    recorder = Recorder(10)
+    engine = Engine(settings(lateness_seconds=0), [recorder])
+    engine.feed(
+        Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=10, start_ms=T0 + 25_000).batch()
+    )
+    late = Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=3, start_ms=T0 + 1_000).batch()
+    engine.feed(late)
+    engine.flush()
+    assert engine.stats.late == 3
+    assert sum(len(f) for f in recorder.frames) == 10
+
+
+def test_windows_of_each_length_are_kept_apart() -> None:
+    short, long_ = Recorder(10), Recorder(300)
+    engine = Engine(settings(), [short, long_])
+    engine.feed_all(
+        Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=600, spread_ms=600_000).batches(50)
+    )
+    assert len(short.frames) == 60
+    # T0 is 12:00:00, a whole 5 minutes: two 300 s windows.
+    assert [len(f) for f in long_.frames] == [300, 300]
+
+
+def test_a_full_window_is_judged_early_and_nothing_is_lost() -> None:
+    recorder = Recorder(300)
+    engine = Engine(settings(max_window_records=1000), [recorder])
+    engine.feed_all(
+        Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=2500, spread_ms=60_000).batches(400)
+    )
+    assert sum(len(f) for f in recorder.frames) == 2500
+    assert [f.early for f in recorder.frames] == [True, True, False]
+    assert engine.stats.early == 2
+
+
+def test_transit_records_are_not_judged_and_frames_are_turned_to_the_provider_side() -> None:
+    recorder = Recorder(10)
+    trace = Trace()
+    trace.flows(local="100.64.0.1", remote="192.0.2.1", n=5, local_port=40000, remote_port=443)
+    trace.flows(
+        local="100.64.0.2",
+        remote="192.0.2.2",
+        n=7,
+        outbound=False,
+        local_port=22,
+        remote_port=50000,
+    )
+    batch = trace.batch()
+    outbound_rows = np.flatnonzero(batch["local_side"] == LOCAL_SRC)
+    batch.columns["local_side"][outbound_rows[:2]] = LOCAL_NONE
+    engine = Engine(settings(), [recorder])
+    engine.feed_all([batch])
+    (frame,) = recorder.frames
+    assert engine.stats.transit == 2 and len(frame) == 10
+    inbound = ~frame["outbound"]
+    assert int(inbound.sum()) == 7
+    assert set(frame["local_port"][inbound].tolist()) == {22}
+    assert set(frame["remote_port"][inbound].tolist()) == {50000}
+    assert set(frame["local_port"][~inbound].tolist()) == {40000}
+    assert int((~inbound).sum()) == 3
+
+
+def test_a_record_stands_for_its_sampling_rate_in_flows() -> None:
+    recorder = Recorder(10)
+    trace = Trace()
+    trace.flows(local="100.64.0.1", remote="192.0.2.1", n=4, sampling=1, packets=3)
+    trace.flows(local="100.64.0.1", remote="192.0.2.1", n=4, sampling=1000, packets=3)
+    Engine(settings(), [recorder]).feed_all([trace.batch()])
+    (frame,) = recorder.frames
+    assert int(frame["flows"].sum()) == 4 + 4000
+    assert int(frame["packets"].sum()) == 12 + 12_000
+
+
+class Failing(Recorder):
+    name = "failing"
+
+    def evaluate(self, frame: Frame) -> list[Finding]:
+        raise RuntimeError("broken plugin")
+
+
+def test_a_failing_detector_is_counted_and_the_others_still_run() -> None:
+    recorder = Recorder(10)
+    engine = Engine(settings(), [Failing(10), recorder])
+    engine.feed_all([Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=5).batch()])
+    assert engine.stats.errors == 1 and len(recorder.frames) == 1
+    strict = Engine(settings(), [Failing(10)], strict=True)
+    with pytest.raises(RuntimeError, match="broken plugin"):
+        strict.feed_all([Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=5).batch()])
+
+
+def test_group_helpers_count_sum_distinct_and_top() -> None:
+    local = np.array([5, 5, 5, 9, 9, 5], np.uint64)
+    peer = np.array([1, 1, 2, 3, 3, 4], np.uint64)
+    weight = np.array([10, 20, 5, 1, 1, 7], np.uint64)
+    groups = group_by(local)
+    assert groups.size.tolist() == [4, 2]
+    assert groups.sum(weight).tolist() == [42.0, 2.0]
+    assert groups.distinct(peer).tolist() == [3, 1]
+    assert groups.distinct(peer, mask=weight > 5).tolist() == [2, 0]
+    top = top_per_group(groups, np.array([0]), [peer], weight, 2)
+    assert top == {0: [((1,), 30.0), ((4,), 7.0)]}
+
+
+def test_builtin_detectors_load_and_a_wrong_window_is_refused(tmp_path: Path) -> None:
+    names = {d.name for d in load_detectors(DetectSettings(), tmp_path)}
+    assert "scan" in names
+    off = DetectSettings()
+    off.scan.enabled = False
+    assert "scan" not in {d.name for d in load_detectors(off, tmp_path)}
+    with pytest.raises(ValueError, match="window_seconds"):
+        DetectSettings.model_validate({"scan": {"window_seconds": 42}})
+    with pytest.raises(ValueError, match="unknown kind"):
+        DetectSettings.model_validate({"tunnels": {"kinds": ["carrier-pigeon"]}})
+    assert ConfigError  # the plugin path's error type, raised for a bad plugin
