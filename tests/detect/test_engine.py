@@ -175,3 +175,24 @@ def test_builtin_detectors_load_and_a_wrong_window_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="unknown kind"):
         DetectSettings.model_validate({"tunnels": {"kinds": ["carrier-pigeon"]}})
     assert ConfigError  # the plugin path's error type, raised for a bad plugin
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_group_by_agrees_with_a_plain_sort_packed_or_not(wide: bool) -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    hi = rng.integers(0, 2**63, n, dtype=np.uint64) if wide else np.zeros(n, np.uint64)
+    lo = rng.integers(0, 50, n).astype(np.uint64) | np.uint64(0xFFFF << 32)
+    port = rng.integers(0, 4, n).astype(np.uint16)
+    owner = rng.integers(-1, 3, n).astype(np.int64)
+    groups = group_by(hi, lo, port, owner)
+    keys = list(zip(hi.tolist(), lo.tolist(), port.tolist(), owner.tolist(), strict=True))
+    assert len(groups) == len(set(keys))
+    # Rows of one group share the key; the group's first row is where the key first occurs.
+    first_seen: dict[tuple[int, ...], int] = {}
+    for row, key in enumerate(keys):
+        first_seen.setdefault(key, row)
+    assert sorted(groups.first.tolist()) == sorted(first_seen.values())
+    for row in range(0, n, 97):
+        assert keys[groups.first[groups.inverse[row]]] == keys[row]
+    assert groups.size.sum() == n

@@ -330,4 +330,20 @@ DEFAULT_TOML = """\
 # [[flows.listeners]]
 # protocol = "netflow"
 # port = 2055
+
+[detect]
+# enabled = true                 # judge the collectors' batches live (docs/detect.md)
+# cooldown_minutes = 30          # same address + category within this: the alert is updated
+# webhook_urls = ["https://soc.example.net/hooks/hostwarden"]
+# webhook_secret = ""            # required with webhook_urls (or HOSTWARDEN_DETECT__WEBHOOK_SECRET)
+# syslog_host = ""               # RFC 5424 alerts to this host (syslog_port = 514, udp or tcp)
+# [detect.scan]
+# hosts = 25                     # Zeek's defaults: 25 hosts or 15 ports in 5 minutes
+# ports = 15
+# [detect.mining]
+# feeds = ["feeds/mining-pools.txt"]
+# [[detect.threatintel.lists]]
+# source = "feeds/firehol_level1.netset"
+# format = "netset"              # plain, netset or csv
+# category = "malware"
 """

@@ -461,26 +461,9 @@ def list_alerts(
             f"limit {limit} / offset {offset} is out of range.",
             hint="Ask for 1–1000 alerts at a time from an offset of 0 or more.",
         )
-    query = select(DetectAlert)
-    if category:
-        query = query.where(
-            DetectAlert.category.in_([check_category(session, c) for c in category])
-        )
-    if severity:
-        query = query.where(
-            DetectAlert.severity.in_([_choice(s, SEVERITIES, "severity") for s in severity])
-        )
-    if status:
-        query = query.where(DetectAlert.status == _choice(status, ALERT_STATUSES, "status"))
-    if customer_id is not None:
-        query = query.where(DetectAlert.customer_id == customer_id)
-    if ip:
-        first, last = netaddr.prefix_keys(ip)
-        query = query.where(DetectAlert.ip_key >= first, DetectAlert.ip_key <= last)
-    if since:
-        query = query.where(DetectAlert.last_seen > hold_time(since, "since"))
-    if until:
-        query = query.where(DetectAlert.first_seen < hold_time(until, "until", end=True))
+    query = select(DetectAlert).where(
+        *_matching(session, category, severity, status, customer_id, ip, since, until)
+    )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.order_by(DetectAlert.last_seen.desc(), DetectAlert.id.desc())
@@ -488,6 +471,59 @@ def list_alerts(
         .offset(offset)
     )
     return list(rows), total
+
+
+def count_by_category(
+    session: Session,
+    *,
+    severity: Sequence[str] = (),
+    status: str | None = None,
+    customer_id: int | None = None,
+    ip: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> dict[str, int]:
+    """How many alerts of each category match the other filters (as ``list_alerts``),
+    most first: the console's summary above the list."""
+    query = (
+        select(DetectAlert.category, func.count())
+        .where(*_matching(session, (), severity, status, customer_id, ip, since, until))
+        .group_by(DetectAlert.category)
+    )
+    found = [(str(name), int(n)) for name, n in session.execute(query)]
+    return dict(sorted(found, key=lambda item: (-item[1], item[0])))
+
+
+def _matching(
+    session: Session,
+    category: Sequence[str],
+    severity: Sequence[str],
+    status: str | None,
+    customer_id: int | None,
+    ip: str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+) -> list[ColumnElement[bool]]:
+    """The conditions of the filters of ``list_alerts``; ValidationFailed names a bad one."""
+    found: list[ColumnElement[bool]] = []
+    if category:
+        found.append(DetectAlert.category.in_([check_category(session, c) for c in category]))
+    if severity:
+        found.append(
+            DetectAlert.severity.in_([_choice(s, SEVERITIES, "severity") for s in severity])
+        )
+    if status:
+        found.append(DetectAlert.status == _choice(status, ALERT_STATUSES, "status"))
+    if customer_id is not None:
+        found.append(DetectAlert.customer_id == customer_id)
+    if ip:
+        first, last = netaddr.prefix_keys(ip)
+        found += [DetectAlert.ip_key >= first, DetectAlert.ip_key <= last]
+    if since:
+        found.append(DetectAlert.last_seen > hold_time(since, "since"))
+    if until:
+        found.append(DetectAlert.first_seen < hold_time(until, "until", end=True))
+    return found
 
 
 # --- operator actions -------------------------------------------------------------------------

@@ -94,8 +94,8 @@ def concat_columns(pieces: Sequence[dict[str, NDArray[Any]]]) -> dict[str, NDArr
 
 @dataclass
 class Groups:
-    """Rows grouped by a key: ``inverse[i]`` is row i's group, ``first[g]`` a row of
-    group g (to read its key columns back), ``size[g]`` its row count."""
+    """Rows grouped by a key: ``inverse[i]`` is row i's group, ``first[g]`` the first row
+    of group g (to read its key columns back), ``size[g]`` its row count."""
 
     inverse: NDArray[np.intp]
     first: NDArray[np.intp]
@@ -125,23 +125,63 @@ class Groups:
 
 
 def group_by(*keys: NDArray[Any]) -> Groups:
-    """Group rows by the tuple of ``keys`` (any integer columns) with one sort."""
+    """Group rows by the tuple of ``keys`` (any integer columns) with one sort.
+
+    Keys that hold one value throughout are left out, and when the others' value ranges
+    fit 64 bits together (an IPv4 address's low word, a port, a group number: nearly
+    always) they are packed into one uint64 and sorted with one ``argsort``, three to
+    four times faster than ``lexsort`` over the separate columns."""
     n = len(keys[0])
     if n == 0:
         empty = np.zeros(0, np.intp)
         return Groups(empty, empty, np.zeros(0, np.int64))
-    order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
-    boundary = np.zeros(n, dtype=bool)
+    packed = _packed(keys)
+    if packed is None:
+        order = np.lexsort(keys[::-1])
+        boundary = np.zeros(n, dtype=bool)
+        for key in keys:
+            ordered = key[order]
+            boundary[1:] |= ordered[1:] != ordered[:-1]
+    else:
+        order = np.argsort(packed)
+        ordered = packed[order]
+        boundary = np.empty(n, dtype=bool)
+        np.not_equal(ordered[1:], ordered[:-1], out=boundary[1:])
     boundary[0] = True
-    for key in keys:
-        ordered = key[order]
-        boundary[1:] |= ordered[1:] != ordered[:-1]
     starts = np.flatnonzero(boundary)
     group_of_sorted = np.cumsum(boundary) - 1
     inverse = np.empty(n, np.intp)
     inverse[order] = group_of_sorted
     size = np.diff(np.append(starts, n)).astype(np.int64)
-    return Groups(inverse, order[starts], size)
+    # Each group's first row in the input (the sort is not stable): what detectors read
+    # a group's customer and instance from.
+    first = np.minimum.reduceat(order, starts) if packed is not None else order[starts]
+    return Groups(inverse, first, size)
+
+
+def _packed(keys: Sequence[NDArray[Any]]) -> NDArray[np.uint64] | None:
+    """The keys as one uint64 that sorts as the tuple does, or None if they need more
+    than 64 bits."""
+    parts: list[tuple[NDArray[np.uint64], int]] = []
+    total = 0
+    for key in keys:
+        low, high = key.min(), key.max()
+        if low == high:
+            continue
+        bits = (int(high) - int(low)).bit_length()
+        total += bits
+        if total > 64:
+            return None
+        if key.dtype.kind == "u":
+            shifted = (key.astype(np.uint64, copy=False) - np.uint64(int(low))).astype(np.uint64)
+        else:
+            shifted = (key.astype(np.int64, copy=False) - np.int64(int(low))).astype(np.uint64)
+        parts.append((shifted, bits))
+    packed = np.zeros(len(keys[0]), np.uint64)
+    for shifted, bits in parts:
+        packed <<= np.uint64(bits)
+        packed |= shifted
+    return packed
 
 
 def regroup(groups: Groups, *keys: NDArray[Any]) -> tuple[Groups, NDArray[np.intp]]:
