@@ -24,6 +24,7 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
     from hostwarden.detect import api_alerts
+    from hostwarden.detect import web as detect_web
     from hostwarden.flows import api_flows, api_holds
     from hostwarden.flows import web as flows_web
     from hostwarden.registry import (
@@ -57,6 +58,7 @@ def routers() -> list[APIRouter]:
         api_alerts.suppressions_router,
         registry_web.router,
         flows_web.router,
+        detect_web.router,
         web_routes.router,
     ]
 

@@ -67,7 +67,11 @@ FEEDBACK_LABELS = {
     "true-positive": N_("true positive"),
     "false-positive": N_("false positive"),
 }
-SUPPRESSION_STATES = {"active": N_("active"), "expired": N_("expired"), "removed": N_("removed")}
+SUPPRESSION_STATES = {
+    "active": N_("in effect"),
+    "expired": N_("expired"),
+    "removed": N_("removed"),
+}
 #: Audit actions of an alert as its history names them.
 HISTORY_LABELS = {
     "alert.create": N_("raised"),
@@ -309,7 +313,7 @@ def _traffic(runtime: Runtime, actor: Actor, alert: DetectAlert) -> Traffic:
     scale = found.chart.plot_width / (around.end_ms - around.start_ms)
     first, last = epoch_ms(as_utc(alert.first_seen)), epoch_ms(as_utc(alert.last_seen))
     found.mark_x = found.chart.left + (first - around.start_ms) * scale
-    found.mark_width = max((last - first) * scale, 1.0)
+    found.mark_width = max((last - first) * scale, 2.0)
     return found
 
 
@@ -321,11 +325,17 @@ def _figure(name: str, value: Any) -> str:
     return f"{value:,}"
 
 
+#: Columns that name a peer or port come first; the figures about it follow.
+_NAMING = ("ip", "port", "host", "peer", "service")
+
+
 def _table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Peers or ports as a table: each key a column, in the order the detector gave."""
+    """Peers or ports as a table: each key a column (stored JSON sorts them, so the
+    naming ones are put first again)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
+    columns.sort(key=lambda c: (c not in _NAMING, _NAMING.index(c) if c in _NAMING else 0))
     return columns, [[_figure(c, row.get(c, "")) for c in columns] for row in rows]
 
 

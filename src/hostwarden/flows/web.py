@@ -27,6 +27,7 @@ from hostwarden.flows import api_flows, holds
 from hostwarden.flows.models import FLOWS_DATASET, FlowSegment
 from hostwarden.flows.store import (
     DAY_MS,
+    FlowStore,
     Segment,
     common,
     open_store,
@@ -419,10 +420,31 @@ class SearchResult:
     seconds: float
 
 
-def _audit_listing(runtime: Runtime, actor: Actor, wanted: FlowFilter) -> None:
+def audit_listing(runtime: Runtime, actor: Actor, wanted: FlowFilter, **more: Any) -> None:
+    """Put a console listing of records on record (``more``: what it was listed for)."""
     # Records are personal data: the listing is on record as a read through the API is
     # (flows.query, same scope); the chart and top talkers are aggregates and are not.
-    api_flows.audit_read(runtime, actor, wanted.store_args(), limit=FIRST_RECORDS, via="console")
+    api_flows.audit_read(
+        runtime, actor, wanted.store_args(), limit=FIRST_RECORDS, via="console", **more
+    )
+
+
+def chart_of(store: FlowStore, wanted: FlowFilter) -> TrafficChart:
+    """The traffic chart of the records ``wanted`` selects, at the step their range gets."""
+    step = choose_step(wanted.end_ms - wanted.start_ms)
+    series = store.time_series(step_ms=step, **wanted.store_args())
+    buckets = [
+        {k: int(v or 0) for k, v in row.items() if k in ("bucket_ms", "flows", "packets", "bytes")}
+        for row in _rows(series)
+    ]
+    return traffic_chart(buckets, wanted.start_ms, wanted.end_ms, step)
+
+
+def first_records(store: FlowStore, wanted: FlowFilter) -> tuple[list[dict[str, Any]], bool]:
+    """The first FIRST_RECORDS records by start time, as the page shows them, and whether
+    more match. The caller audits the listing (``audit_listing``)."""
+    found = _rows(store.query(limit=FIRST_RECORDS + 1, **wanted.store_args()))
+    return [_record_view(r) for r in found[:FIRST_RECORDS]], len(found) > FIRST_RECORDS
 
 
 def run_search(
@@ -430,25 +452,19 @@ def run_search(
 ) -> SearchResult:
     """Chart, top talkers and first records of one search, from one store opened for it."""
     began = time.perf_counter()
-    step = choose_step(wanted.end_ms - wanted.start_ms)
-    _audit_listing(runtime, actor, wanted)
+    audit_listing(runtime, actor, wanted)
     store = open_store(runtime)
     try:
-        series = store.time_series(step_ms=step, **wanted.store_args())
+        chart = chart_of(store, wanted)
         talkers = store.top_talkers(by=by, group=group, limit=TOP_TALKERS, **wanted.store_args())
-        records = store.query(limit=FIRST_RECORDS + 1, **wanted.store_args())
+        records, more = first_records(store, wanted)
     finally:
         store.close()
-    buckets = [
-        {k: int(v or 0) for k, v in row.items() if k in ("bucket_ms", "flows", "packets", "bytes")}
-        for row in _rows(series)
-    ]
-    found = _rows(records)
     return SearchResult(
-        chart=traffic_chart(buckets, wanted.start_ms, wanted.end_ms, step),
+        chart=chart,
         talkers=[_talker_view(r) for r in _rows(talkers)],
-        records=[_record_view(r) for r in found[:FIRST_RECORDS]],
-        more=len(found) > FIRST_RECORDS,
+        records=records,
+        more=more,
         seconds=time.perf_counter() - began,
     )
 

@@ -17,6 +17,12 @@ class Area:
     ready: bool = False
     issue: str = ""
     coming: tuple[str, ...] = ()
+    #: Other paths the area's pages live under (the side menu marks the area there too).
+    paths: tuple[str, ...] = ()
+
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` is one of the area's pages."""
+        return any(path == p or path.startswith(p + "/") for p in (f"/{self.slug}", *self.paths))
 
 
 AREAS: tuple[Area, ...] = (
@@ -59,13 +65,16 @@ AREAS: tuple[Area, ...] = (
     Area(
         "detect",
         N_("Detection"),
-        Perm.CONSOLE_VIEW,
+        Perm.ALERTS_READ,
+        ready=True,
         issue="#6",
         coming=(
             N_("Outbound DDoS, scanning, brute force, spam, mining, tunnels"),
             N_("Threat-intelligence matches and anomalies per instance"),
             N_("Alerts, suppressions and traffic charts"),
         ),
+        # /detect itself only leads to the alert list.
+        paths=("/alerts",),
     ),
     Area(
         "cases",

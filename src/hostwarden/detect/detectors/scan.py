@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from hostwarden.core.config_detect import DetectSettings, ScanSettings
-from hostwarden.detect.findings import Finding, address_text, held
-from hostwarden.detect.frame import ACK, SYN, TCP, Frame, group_by, top_per_group
+from hostwarden.detect.detectors.common import about_local, local_ip, top_remote_ports, top_remotes
+from hostwarden.detect.findings import Finding, address_text
+from hostwarden.detect.frame import ACK, SYN, TCP, Frame, group_by
 
 
 class ScanDetector:
@@ -54,66 +55,48 @@ class ScanDetector:
             findings.append(self._vertical(frame, g, (key[0], key[1]), ports_n, probe))
         return findings
 
-    def _row(self, frame: Frame, g: int) -> int:
-        return int(frame.by_local().first[g])
-
     def _finding(
         self, frame: Frame, g: int, kind: str, hosts: int, port: int, probe: np.ndarray
     ) -> Finding:
-        row = self._row(frame, g)
         groups = frame.by_local()
+        row = int(groups.first[g])
         mask = probe & (frame["remote_port"] == port)
-        peers = top_per_group(
-            groups,
-            np.array([g]),
-            [frame["remote_hi"], frame["remote_lo"]],
-            frame["flows"],
-            10,
-            mask,
-        )[g]
-        ip = address_text(frame["local_hi"][row], frame["local_lo"][row])
-        flows = float(groups.sum(frame["flows"], probe)[g])
-        return Finding(
+        ip = local_ip(frame, row)
+        return about_local(
+            frame,
+            row,
             category="scan",
             severity=self.settings.severity,
-            ip=ip,
             direction="outbound",
-            window_start_ms=frame.start_ms,
-            window_seconds=frame.seconds,
-            customer_id=held(frame["customer_id"][row]),
-            instance_id=held(frame["instance_id"][row]),
             kind=kind,
             summary=f"{ip} probed port {port} on {hosts} hosts in {frame.seconds} s",
-            counts={"hosts": hosts, "port": port, "probes": flows},
-            top_peers=[{"ip": address_text(*key), "flows": w} for key, w in peers],
+            counts={
+                "hosts": hosts,
+                "port": port,
+                "probes": float(groups.sum(frame["flows"], probe)[g]),
+            },
+            top_peers=top_remotes(frame, groups, np.array([g]), mask)[g],
             top_ports=[{"port": port, "hosts": hosts}],
         )
 
     def _vertical(
         self, frame: Frame, g: int, host: tuple[int, int], ports_n: int, probe: np.ndarray
     ) -> Finding:
-        row = self._row(frame, g)
         groups = frame.by_local()
+        row = int(groups.first[g])
         mask = probe & (frame["remote_hi"] == host[0]) & (frame["remote_lo"] == host[1])
-        ports = top_per_group(
-            groups, np.array([g]), [frame["remote_port"]], frame["flows"], 10, mask
-        )[g]
-        ip = address_text(frame["local_hi"][row], frame["local_lo"][row])
-        target = address_text(*host)
-        return Finding(
+        ip, target = local_ip(frame, row), address_text(*host)
+        return about_local(
+            frame,
+            row,
             category="scan",
             severity=self.settings.severity,
-            ip=ip,
             direction="outbound",
-            window_start_ms=frame.start_ms,
-            window_seconds=frame.seconds,
-            customer_id=held(frame["customer_id"][row]),
-            instance_id=held(frame["instance_id"][row]),
             kind="vertical",
             summary=f"{ip} probed {ports_n} ports of {target} in {frame.seconds} s",
             counts={"ports": ports_n, "probes": float(groups.sum(frame["flows"], mask)[g])},
             top_peers=[{"ip": target, "ports": ports_n}],
-            top_ports=[{"port": key[0], "flows": w} for key, w in ports],
+            top_ports=top_remote_ports(frame, groups, np.array([g]), mask)[g],
         )
 
 
