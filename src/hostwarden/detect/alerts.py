@@ -341,23 +341,27 @@ def _update(
     )
 
 
+#: What the trail keeps of an alert: who, what, when, how much (not the peer lists).
+_AUDITED = (
+    "category",
+    "kind",
+    "severity",
+    "ip",
+    "direction",
+    "customer_id",
+    "instance_id",
+    "first_seen",
+    "last_seen",
+    "counts",
+    "status",
+    "updates",
+    "feedback",
+)
+
+
 def _audit_view(alert: DetectAlert) -> dict[str, Any]:
-    """What the trail keeps of an alert: who, what, when, how much (not the peer lists)."""
-    return {
-        "category": alert.category,
-        "kind": alert.kind,
-        "severity": alert.severity,
-        "ip": alert.ip,
-        "direction": alert.direction,
-        "customer_id": alert.customer_id,
-        "instance_id": alert.instance_id,
-        "first_seen": isoformat(alert.first_seen),
-        "last_seen": isoformat(alert.last_seen),
-        "counts": json.loads(alert.counts),
-        "status": alert.status,
-        "updates": alert.updates,
-        "feedback": alert.feedback,
-    }
+    shown = alert_dict(alert)
+    return {key: shown[key] for key in _AUDITED}
 
 
 # --- reading --------------------------------------------------------------------------------
