@@ -108,3 +108,66 @@ def test_inbound_scans_are_not_the_customers_doing() -> None:
         packets=1,
     )
     assert run(detector(), trace) == []
+
+
+def test_a_server_answering_many_clients_is_not_scanning() -> None:
+    # A DNS server's replies: one packet each from port 53 to 60 clients' ephemeral
+    # ports, 30 ports of one busy resolver among them.
+    trace = Trace()
+    trace.flows(
+        local="100.64.5.53",
+        remote=targets(60),
+        n=60,
+        proto=17,
+        local_port=53,
+        remote_port=np.arange(40000, 40060),
+        tcp_flags=0,
+        packets=1,
+    )
+    trace.flows(
+        local="100.64.5.53",
+        remote="192.0.2.53",
+        n=30,
+        proto=17,
+        local_port=53,
+        remote_port=np.arange(50000, 50030),
+        tcp_flags=0,
+        packets=1,
+    )
+    assert run(detector(), trace) == []
+
+
+def test_icmp_replies_are_not_probes_but_an_echo_sweep_is_a_scan() -> None:
+    replies = Trace().flows(
+        local=SCANNER,
+        remote=targets(40),
+        n=40,
+        proto=1,
+        local_port=0,
+        remote_port=0,
+        tcp_flags=0,
+        packets=1,
+    )
+    unreachable = Trace().flows(
+        local=SCANNER,
+        remote=targets(40),
+        n=40,
+        proto=1,
+        local_port=0,
+        remote_port=(3 << 8) | 3,
+        tcp_flags=0,
+        packets=1,
+    )
+    assert run(detector(), replies) == [] and run(detector(), unreachable) == []
+    sweep = Trace().flows(
+        local=SCANNER,
+        remote=targets(40),
+        n=40,
+        proto=1,
+        local_port=0,
+        remote_port=8 << 8,
+        tcp_flags=0,
+        packets=1,
+    )
+    (found,) = run(detector(), sweep)
+    assert (found.kind, found.counts["port"], found.counts["hosts"]) == ("horizontal", 2048, 40)

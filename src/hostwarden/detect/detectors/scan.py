@@ -5,7 +5,8 @@ Zeek's scan policy is the reference for the defaults: 25 distinct hosts on one p
 15 distinct ports on one host, within 5 minutes, counting only *probes*: attempts that
 did not become a conversation. Flow records carry no connection state, so a probe here
 is a TCP flow with SYN and without ACK, or any flow of at most ``probe_max_packets``
-packets per sampled record (a reply-less UDP probe, a refused TCP connection).
+packets per sampled record (a reply-less UDP probe, a refused TCP connection), but not
+a server's answer (from a port below 1024 to a high port) nor an ICMP reply or error.
 Only outbound flows count: scans of the provider's customers from outside are
 Internet background noise, not something the provider answers for.
 """
@@ -17,9 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from hostwarden.core.config_detect import DetectSettings, ScanSettings
-from hostwarden.detect.detectors.common import about_local, local_ip, top_remote_ports, top_remotes
+from hostwarden.detect.detectors.common import (
+    about_local,
+    local_ip,
+    packets_per_record,
+    top_remote_ports,
+    top_remotes,
+)
 from hostwarden.detect.findings import Finding, address_text
-from hostwarden.detect.frame import ACK, SYN, TCP, Frame, group_by
+from hostwarden.detect.frame import ACK, ICMP, ICMP6, SYN, TCP, Frame, group_by
+
+#: ICMP types that ask (echo 8, timestamp 13, address mask 17; ICMPv6 echo 128).
+ICMP_PROBE_TYPES = np.array([8, 13, 17, 128], np.uint16)
 
 
 class ScanDetector:
@@ -30,17 +40,33 @@ class ScanDetector:
         self.window_seconds: int = settings.window_seconds
 
     def probes(self, frame: Frame) -> np.ndarray:
+        proto = frame["proto"]
         flags = frame["tcp_flags"]
-        syn_only = (frame["proto"] == TCP) & ((flags & SYN) != 0) & ((flags & ACK) == 0)
-        per_record = frame["packets"] // np.maximum(frame["sampling"], 1).astype(np.uint64)
-        small = per_record <= np.uint64(self.settings.probe_max_packets)
-        result: np.ndarray = frame["outbound"] & (syn_only | small)
+        local_port, remote_port = frame["local_port"], frame["remote_port"]
+        syn_only = (proto == TCP) & ((flags & SYN) != 0) & ((flags & ACK) == 0)
+        small = packets_per_record(frame) <= np.uint64(self.settings.probe_max_packets)
+        # A server answering: from a well-known port to a client's ephemeral one (a DNS
+        # server's replies to many clients' ports looked like a vertical scan in
+        # bench/detect.py). Flow records do not say who opened a connection; this is the
+        # usual rule of thumb, and scanners send from high ports.
+        answering = (local_port < 1024) & (remote_port >= 1024) & (proto != ICMP)
+        # ICMP (the type in the port's high byte): only echo, timestamp and address-mask
+        # requests probe; replies and errors answer someone else.
+        icmp = (proto == ICMP) | (proto == ICMP6)
+        asking = np.isin(remote_port >> 8, ICMP_PROBE_TYPES)
+        result: np.ndarray = frame["outbound"] & (syn_only | small) & ~answering & (~icmp | asking)
         return result
 
     def evaluate(self, frame: Frame) -> list[Finding]:
         if frame.empty():
             return []
         probe = self.probes(frame)
+        # An address with fewer probes than either threshold cannot reach it: most
+        # addresses of a window, left out before the two distinct counts.
+        groups = frame.by_local()
+        probe &= (groups.count(probe) >= min(self.settings.hosts, self.settings.ports))[
+            groups.inverse
+        ]
         if not probe.any():
             return []
         # Horizontal: per (local, port) distinct hosts; report the local's widest port.
