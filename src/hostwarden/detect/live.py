@@ -97,8 +97,7 @@ class DetectingSink:
     def close(self) -> None:
         """Judge what the open windows hold, save the detectors' state, close the store."""
         with self._lock:
-            self._judge(self.engine.flush)
-            save_state(self.engine)
+            self._judge(self.engine.flush)  # the flush saves the detectors' state too
         close = getattr(self.store, "close", None)
         if close is not None:
             close()

@@ -29,7 +29,8 @@ from hostwarden.detect.findings import Finding, address_text
 from hostwarden.detect.frame import ACK, ICMP, ICMP6, SYN, TCP, Frame, group_by
 
 #: ICMP types that ask (echo 8, timestamp 13, address mask 17; ICMPv6 echo 128).
-ICMP_PROBE_TYPES = np.array([8, 13, 17, 128], np.uint16)
+ICMP_PROBE_TYPES = np.zeros(256, dtype=bool)
+ICMP_PROBE_TYPES[[8, 13, 17, 128]] = True
 
 
 class ScanDetector:
@@ -53,7 +54,7 @@ class ScanDetector:
         # ICMP (the type in the port's high byte): only echo, timestamp and address-mask
         # requests probe; replies and errors answer someone else.
         icmp = (proto == ICMP) | (proto == ICMP6)
-        asking = np.isin(remote_port >> 8, ICMP_PROBE_TYPES)
+        asking = ICMP_PROBE_TYPES[remote_port >> 8]
         result: np.ndarray = frame["outbound"] & (syn_only | small) & ~answering & (~icmp | asking)
         return result
 

@@ -55,6 +55,7 @@ from hostwarden.detect.baseline import (
     slot_text,
     window_share,
 )
+from hostwarden.detect.detectors.common import port_set
 from hostwarden.detect.findings import Finding, address_text, held
 from hostwarden.detect.frame import (
     ACK,
@@ -88,10 +89,11 @@ class _Traffic:
     """One window's record columns as the rates are computed from them; the columns
     that classify an attack are computed only when something alerts."""
 
-    def __init__(self, frame: Frame, amplification_ports: list[int]) -> None:
+    def __init__(self, frame: Frame, amplifying: NDArray[np.bool_]) -> None:
         share = window_share(frame)
         self.frame = frame
-        self.amplification_ports = amplification_ports
+        #: Port table: True for the amplification source ports.
+        self.amplifying = amplifying
         self.seconds = float(frame.seconds)
         self.packets: F64 = frame["packets"] * share
         self.bits: F64 = frame["bytes"] * share * 8.0
@@ -121,9 +123,9 @@ class _Traffic:
 
     @cached_property
     def amplified(self) -> NDArray[np.bool_]:
-        result: NDArray[np.bool_] = (self.frame["proto"] == UDP) & np.isin(
-            self._source_port, self.amplification_ports
-        )
+        result: NDArray[np.bool_] = (self.frame["proto"] == UDP) & self.amplifying[
+            self._source_port
+        ]
         return result
 
     @cached_property
@@ -138,7 +140,7 @@ class _Traffic:
         self, groups: Groups, wanted: NDArray[np.intp], mask: NDArray[np.bool_]
     ) -> NDArray[np.intp]:
         """Per group in ``wanted`` (same order), its kind's index in ``KINDS``."""
-        rows = np.flatnonzero(np.isin(groups.inverse, wanted) & mask)
+        rows = np.flatnonzero(groups.member(wanted) & mask)
         owner = groups.inverse[rows]
         weight = self.packets[rows]
         proto, flags = self.frame["proto"][rows], self.frame["tcp_flags"][rows]
@@ -169,12 +171,12 @@ class VolumetricDetector:
         self.settings = settings
         self.window_seconds: int = settings.window_seconds
         self.baselines = baselines
+        self.amplifying = port_set(settings.amplification_ports)
 
     def evaluate(self, frame: Frame) -> list[Finding]:
         if frame.empty():
             return []
-        s = self.settings
-        traffic = _Traffic(frame, s.amplification_ports)
+        traffic = _Traffic(frame, self.amplifying)
         groups = frame.by_local()
         pps, bps, fps = traffic.rates(groups)
         active = np.flatnonzero((pps[:, 1] > 0) | (fps[:, 1] > 0))
@@ -348,7 +350,7 @@ class _Report:
         )
         self.peers = top_per_group(groups, wanted, remote, traffic.packets, top, mask)
         self.ports = top_per_group(groups, wanted, [traffic.port], traffic.packets, top, mask)
-        in_wanted = np.isin(groups.inverse, wanted) & mask
+        in_wanted = groups.member(wanted) & mask
         self.hosts = groups.distinct(*remote, mask=in_wanted)
         self.totals = (
             groups.sum(traffic.packets, in_wanted),
