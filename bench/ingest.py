@@ -21,7 +21,8 @@ Measured:
   --import-runs, with the split from ``IngestStats`` (decode includes reading the pcap);
 - collector vs nfcapd: the datagrams replayed over UDP to 127.0.0.1 at fixed rates from
   a sender process pinned to the other core (a Python ``sendto`` loop, each exporter
-  from its own 127.0.0.x address), against ``hostwarden flows collect`` (1 worker) and
+  from its own 127.0.0.x address), against ``hostwarden flows collect`` (1 worker;
+  live detection off, as nfcapd has none, unless --detect) and
   Debian's ``nfcapd -y`` (LZ4), each pinned to the first core and started afresh on a
   new port for every rate. Received = records stored (hostwarden: rows of the segments
   sealed by that run; nfcapd: ``nfdump -I`` flow count of its files). Each rate is
@@ -190,13 +191,16 @@ def pack_stream(
     sequence: np.ndarray,
     time_ms: np.ndarray,
     boot_ms: np.ndarray,
+    fields: dict[str, np.ndarray] | None = None,
 ) -> Stream:
     """The records of datagrams whose layout (``per``, ``with_template``, export
     ``time_ms``, ``sequence``; exporters take turns) and parties (``which`` direction,
     the customer, remote and transit addresses of each record) are given: ports,
     flags, volumes, timing, interfaces and AS numbers drawn from ``rng``, packed as
     NetFlow v9 datagrams. ``boot_ms`` is each exporter's boot time (bench/query.py
-    draws its own parties and layout for a week)."""
+    draws its own parties and layout for a week). ``fields`` replaces drawn columns
+    of the record table by given ones (names of ``FIELDS``; ``first``/``last`` in the
+    exporter's uptime milliseconds): bench/detect.py writes labelled attacks so."""
     count = len(per)
     n = len(which)
     index = np.arange(count)
@@ -241,6 +245,8 @@ def pack_stream(
     table["dst_as"] = np.where(which == 1, OWN_AS, remote_as)
     table["src_mask"] = np.where(which == 0, 20, rng.integers(8, 25, n))
     table["dst_mask"] = np.where(which == 1, 20, rng.integers(8, 25, n))
+    for name, column in (fields or {}).items():
+        table[name] = column
     raw = table.tobytes()
 
     datagrams: list[bytes] = []
@@ -310,12 +316,15 @@ def pin(cpu: int) -> None:
     os.sched_setaffinity(0, {cpu})
 
 
-def make_home(home: Path, seed: int) -> None:
+def make_home(
+    home: Path, seed: int, *, assigned: int = ASSIGNED, customers: int = CUSTOMERS
+) -> None:
     """Initialise a data directory with the provider range and its assignments.
 
     The assignments are bulk-inserted through SQLAlchemy core (benchmark setup, not the
-    product path; as in bench/attribution.py): 4,000 /32s of 100.64.0.0/20 held by 1,000
-    customers since 2026-01-01, of which 400 changed hands inside the stream's span."""
+    product path; as in bench/attribution.py): ``assigned`` (4,000) /32s from 100.64.0.0
+    up held by ``customers`` (1,000) since 2026-01-01, of which 400 changed hands inside
+    the stream's span (bench/detect.py asks for 12,000 addresses)."""
     from sqlalchemy import insert, update
 
     from hostwarden.core.config import load_settings
@@ -331,12 +340,12 @@ def make_home(home: Path, seed: int) -> None:
         with runtime.operation(system_actor("bench")) as op:
             inventory.create_range(op, PROVIDER_RANGE, purpose="bench")
         rng = np.random.default_rng(seed + 1)
-        holders = rng.integers(1, CUSTOMERS + 1, size=(ASSIGNED, 2))
+        holders = rng.integers(1, customers + 1, size=(assigned, 2))
         since = datetime(2026, 1, 1, tzinfo=UTC)
         changed = T0 + timedelta(seconds=30)
         now = datetime.now(UTC)
         rows = []
-        for i in range(ASSIGNED):
+        for i in range(assigned):
             value = CUSTOMER_BASE + i
             text = f"100.64.{value >> 8 & 255}.{value & 255}/32"
             key = netaddr.key_of_int(0xFFFF00000000 | value)
@@ -362,7 +371,7 @@ def make_home(home: Path, seed: int) -> None:
                 insert(Customer),
                 [
                     {"kind": "organisation", "name": f"customer {i}", "status": "active"}
-                    for i in range(1, CUSTOMERS + 1)
+                    for i in range(1, customers + 1)
                 ],
             )
             conn.execute(insert(IpAssignment), rows)
@@ -666,10 +675,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
         time.sleep(0.05)
 
 
-def collector_toml(port: int) -> str:
+def collector_toml(port: int, detect: bool = False) -> str:
+    # Detection is off unless --detect: nfcapd collects and stores only, and the
+    # detectors' own throughput is bench/detect.py's.
     return (
         '[logging]\nlevel = "WARNING"\n\n[flows]\nworkers = 1\n\n'
-        f'[[flows.listeners]]\nprotocol = "netflow"\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[[flows.listeners]]\nprotocol = "netflow"\nhost = "127.0.0.1"\nport = {port}\n\n'
+        f"[detect]\nenabled = {'true' if detect else 'false'}\n"
     )
 
 
@@ -687,10 +699,10 @@ def segment_names(home: Path) -> dict[str, tuple[int, int]]:
         runtime.close()
 
 
-def run_hostwarden(replay: Replay, home: Path, rate: float) -> Step:
+def run_hostwarden(replay: Replay, home: Path, rate: float, detect: bool = False) -> Step:
     """``hostwarden flows collect`` with one worker on a new port of 127.0.0.1."""
     port = free_port()
-    (home / "hostwarden.toml").write_text(collector_toml(port), encoding="utf-8")
+    (home / "hostwarden.toml").write_text(collector_toml(port, detect), encoding="utf-8")
     stats_file = home / "run" / "collector-0.json"
     stats_file.unlink(missing_ok=True)
     before = segment_names(home)
@@ -771,6 +783,11 @@ def main() -> None:
     parser.add_argument("--import-runs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--quick", action="store_true", help="1M records, 3 rates of 3 s, 1 run")
+    parser.add_argument(
+        "--detect",
+        action="store_true",
+        help="run the collector with live detection on ([detect] enabled; default off)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.records, args.seconds, args.import_runs = 1_000_000, 3.0, 1
@@ -823,7 +840,7 @@ def main() -> None:
                     f"{name}: replay at {rate_text(rate)} for {replay.window(rate):.0f} s"
                 ):
                     if name == "hostwarden":
-                        step = run_hostwarden(replay, collect_home, rate)
+                        step = run_hostwarden(replay, collect_home, rate, args.detect)
                     else:
                         step = run_nfcapd(replay, work / "nfcapd", rate)
                 steps[name].append(step)

@@ -136,6 +136,7 @@ class AlertSink:
             suppressions = _active_suppressions(op.session, moment)
             customers, instances = _known_holders(op.session, [f for f, _ in checked])
             hits: dict[int, int] = {}
+            open_alerts = _OpenAlerts(op.session, checked, cooldown)
             for finding, key in checked:
                 hit = _covering(suppressions, key, finding)
                 if hit is not None:
@@ -147,9 +148,10 @@ class AlertSink:
                 )
                 customer_id = finding.customer_id if finding.customer_id in customers else None
                 instance_id = finding.instance_id if finding.instance_id in instances else None
-                alert = _open_alert(op.session, key, finding, customer_id, cooldown)
+                alert = open_alerts.find(key, finding, customer_id)
                 if alert is None:
                     alert = _create(op, finding, key, customer_id, instance_id, moment)
+                    open_alerts.add(alert)
                     results.append(AlertResult("created", finding, alert_id=alert.id))
                     event = "alert.created"
                 else:
@@ -231,36 +233,54 @@ def _covering(
     return None
 
 
-def _open_alert(
-    session: Session,
-    key: str,
-    finding: Finding,
-    customer_id: int | None,
-    cooldown: timedelta,
-) -> DetectAlert | None:
-    start = _ms_time(finding.window_start_ms)
-    end = _ms_time(finding.window_end_ms)
-    holder = (
-        DetectAlert.customer_id.is_(None)
-        if customer_id is None
-        else DetectAlert.customer_id == customer_id
-    )
-    # The address changed hands inside the cooldown: another customer's alert, not this.
-    query = (
-        select(DetectAlert)
-        .where(
-            DetectAlert.ip_key == key,
-            DetectAlert.category == finding.category,
-            DetectAlert.status == "open",
-            holder,
-            DetectAlert.last_seen >= start - cooldown,
+class _OpenAlerts:
+    """The open alerts a ``take``'s findings may update, read in one query (one per
+    finding was most of the time of a window with hundreds of findings), and kept up to
+    date as the take creates and updates alerts."""
+
+    #: Addresses per query (SQLite allows 32,766 parameters; PostgreSQL more).
+    CHUNK = 500
+
+    def __init__(
+        self, session: Session, checked: Sequence[tuple[Finding, str]], cooldown: timedelta
+    ) -> None:
+        self.cooldown = cooldown
+        self.by_key: dict[tuple[str, str, int | None], list[DetectAlert]] = {}
+        if not checked:
+            return
+        keys = sorted({key for _, key in checked})
+        categories = sorted({f.category for f, _ in checked})
+        earliest = _ms_time(min(f.window_start_ms for f, _ in checked)) - cooldown
+        for i in range(0, len(keys), self.CHUNK):
+            query = select(DetectAlert).where(
+                DetectAlert.ip_key.in_(keys[i : i + self.CHUNK]),
+                DetectAlert.category.in_(categories),
+                DetectAlert.status == "open",
+                DetectAlert.last_seen >= earliest,
+            )
+            for alert in session.scalars(query):
+                self.add(alert)
+
+    def add(self, alert: DetectAlert) -> None:
+        self.by_key.setdefault((alert.ip_key, alert.category, alert.customer_id), []).append(alert)
+
+    def find(self, key: str, finding: Finding, customer_id: int | None) -> DetectAlert | None:
+        """The open alert of the same address, category and holder whose last window
+        ended within the cooldown of the finding's (an address that changed hands is
+        another customer's alert), the latest if several."""
+        start = _ms_time(finding.window_start_ms)
+        end = _ms_time(finding.window_end_ms)
+        candidates = [
+            alert
+            for alert in self.by_key.get((key, finding.category, customer_id), [])
+            if alert.status == "open"
+            and as_utc(alert.last_seen) >= start - self.cooldown
             # A replayed finding much older than the alert is not part of it either.
-            DetectAlert.first_seen <= end + cooldown,
-        )
-        .order_by(DetectAlert.last_seen.desc(), DetectAlert.id.desc())
-        .limit(1)
-    )
-    return session.scalar(query)
+            and as_utc(alert.first_seen) <= end + self.cooldown
+        ]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda a: (as_utc(a.last_seen), a.id))
 
 
 def _create(
