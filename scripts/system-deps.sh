@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives: chromium for the console's browser
-# tests, CJK fonts so Chinese pages render in screenshots, and the flow tools (tshark,
-# softflowd, pmacct, nfdump). Idempotent and quiet when
+# tests, CJK fonts so Chinese pages render in screenshots, the flow tools (tshark,
+# softflowd, pmacct, nfdump) and fastnetmon (bench/detect.py). Idempotent and quiet when
 # everything is present.
 #   --runtime   only what `hostwarden serve` needs (used by `make run`): pango for
 #               WeasyPrint's PDFs of commitment letters, CJK fonts for their Chinese text.
@@ -21,6 +21,9 @@ if [ "${1:-}" != "--runtime" ]; then
   command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
   command -v pmacctd >/dev/null 2>&1 || need+=(pmacct)
   command -v nfcapd >/dev/null 2>&1 || need+=(nfdump)
+  # Detection benchmark: FastNetMon (Debian 12: 1.2.4) is the peer the detectors are
+  # measured against. Its unit is enabled by the package; the bench runs its own copy.
+  dpkg -s fastnetmon >/dev/null 2>&1 || need+=(fastnetmon)  # /usr/sbin: not on every PATH
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

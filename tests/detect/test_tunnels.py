@@ -190,6 +190,9 @@ def test_long_flows_on_common_ports_short_ones_and_slow_ones_are_not_proxies() -
     proxy_flow(trace, local="100.64.6.20", local_port=443)  # a long HTTPS download
     proxy_flow(trace, local="100.64.6.21", minutes=9)  # nine minutes: too short
     proxy_flow(trace, local="100.64.6.22", megabytes_a_minute=5)  # 75 MB: too little
+    # Backups: rsync and NFS streams to one peer for hours (bench/detect.py's look-alike).
+    proxy_flow(trace, local="100.64.6.23", local_port=52000, remote_port=873)
+    proxy_flow(trace, local="100.64.6.24", local_port=52001, remote_port=2049)
     assert run(detector(), trace) == []
     assert run(detector(kinds=["openvpn"]), proxy_flow(Trace())) == []
 

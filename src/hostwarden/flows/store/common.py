@@ -54,27 +54,42 @@ def _address_texts(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> pa.Array:
     if len(hi) == 0:
         return pa.array([], type=pa.string())
     hi, lo = np.asarray(hi, np.uint64), np.asarray(lo, np.uint64)
+    inverse: pa.Array
     if (hi == hi[0]).all():
-        # Nearly always (IPv4 traffic): one word to tell addresses apart, a 1-D unique.
-        unique_lo, inverse = np.unique(lo, return_inverse=True)
+        # Nearly always (IPv4 traffic): one word to tell addresses apart. Arrow's hash
+        # dictionary instead of numpy's sorting unique: 17 instead of 57 ms of CPU for
+        # the 483,858 rows of bench/query.py's customer /24.
+        encoded = pc.dictionary_encode(pa.array(lo, pa.uint64()))
+        unique_lo = encoded.dictionary.to_numpy()
+        inverse = encoded.indices
         unique_hi = np.full(len(unique_lo), hi[0], np.uint64)
     else:
         pairs = np.stack([hi, lo], axis=1)
-        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        unique, found = np.unique(pairs, axis=0, return_inverse=True)
         unique_hi, unique_lo = unique[:, 0], unique[:, 1]
-    texts = np.empty(len(unique_lo), dtype=object)
+        inverse = pa.array(found.reshape(-1))
     v4 = (unique_hi == 0) & ((unique_lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    if v4.all():
+        # Every distinct address IPv4: its texts stay in Arrow (a round trip through a
+        # numpy array of Python strings was half of this function's time).
+        return _v4_texts(unique_lo).take(inverse)
+    texts = np.empty(len(unique_lo), dtype=object)
     if v4.any():
-        words = unique_lo[v4]
-        octets = [
-            pa.array((words >> np.uint64(shift)) & np.uint64(255)).cast(pa.string())
-            for shift in (24, 16, 8, 0)
-        ]
-        texts[v4] = pc.binary_join_element_wise(*octets, ".").to_numpy(zero_copy_only=False)
+        texts[v4] = _v4_texts(unique_lo[v4]).to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(~v4):
         h, low = int(unique_hi[i]), int(unique_lo[i])
         texts[i] = "" if h == 0 and low == 0 else str(netaddr.hilo_to_address(h, low))
-    return pa.array(texts, type=pa.string()).take(pa.array(inverse.reshape(-1)))
+    return pa.array(texts, type=pa.string()).take(inverse)
+
+
+def _v4_texts(words: NDArray[np.uint64]) -> pa.Array:
+    """Dotted-quad text of IPv4-mapped low words."""
+    octets = [
+        pa.array((words >> np.uint64(shift)) & np.uint64(255)).cast(pa.string())
+        for shift in (24, 16, 8, 0)
+    ]
+    texts: pa.Array = pc.binary_join_element_wise(*octets, ".")
+    return texts
 
 
 def with_address_texts(table: pa.Table) -> pa.Table:
@@ -82,7 +97,11 @@ def with_address_texts(table: pa.Table) -> pa.Table:
     arrays = [table.column(n) for n in NAMES]
     columns = {n: table.column(n).to_numpy() for n in ("src_hi", "src_lo", "dst_hi", "dst_lo")}
     base = pa.Table.from_arrays(
-        [a.cast(f.type) for a, f in zip(arrays, ARROW_SCHEMA, strict=True)], schema=ARROW_SCHEMA
+        [
+            a if a.type == f.type else a.cast(f.type)
+            for a, f in zip(arrays, ARROW_SCHEMA, strict=True)
+        ],
+        schema=ARROW_SCHEMA,
     )
     base = base.append_column(
         QUERY_SCHEMA.field("src"), _address_texts(columns["src_hi"], columns["src_lo"])

@@ -113,11 +113,31 @@ DELTA_COLUMNS = ("start", "end")
 PLAIN_COLUMNS = ("src_lo", "dst_lo", "src_port", "packets", "bytes")
 #: Level 1 would encode in 20 % less CPU (0.40 against 0.49 s a million records on
 #: bench/ingest.py's stream, and plain ``dst_port`` 0.6 bytes a record smaller there), but
-#: bench/store.py's one-address queries then read 1 to 2.4 % more bytes; kept at 3.
+#: bench/store.py's one-address queries then read 1 to 2.4 % more bytes; kept at 3 for
+#: what stays on disk: compacted days and the log datasets.
 ZSTD_LEVEL = 3
+#: Fresh segments (sealed by a collector or an import) are read back and rewritten by the
+#: nightly compaction within ``compact_after_hours`` of their day's end, so they are
+#: written for speed: zstd's fast level -1 and no dictionaries. Encoding a million
+#: records (one core, 2026-11-23, a slice of bench/query.py's stream, under load 5–6):
+#: 0.36 instead of 0.66 s of CPU, 21.9 instead of 19.2 bytes a record; lz4 was 0.29 s
+#: but 32.1 bytes, and the store's files are zstd (issue 5). Bloom filters stay: they
+#: cost 0.02–0.03 s a million and keep a remote address over today's segments from
+#: reading every row group.
+HOT_ZSTD_LEVEL = -1
 #: Bits of the packed sort key (see ``storage_order``): group, IPv4 address, time.
 _TIME_BITS = 27  # 37 hours of milliseconds; a segment holds one UTC day
 _V4_HIGH = np.uint64(0xFFFF)
+#: Queries that read at most this many files (an address over a few days) run on a DuckDB
+#: that keeps each file's parsed footer (``parquet_metadata_cache``; DuckDB checks the
+#: file's modification time, and a segment is never rewritten). An address query reads
+#: a compacted day's files in four branches, and each branch parsed its file's 266 KB
+#: footer anew: about 20 ms of CPU a branch, 50 of the quiet customer address's 107 ms
+#: in bench/query.py's 50,000,000 records (2026-11-23). A parsed footer of such a file
+#: holds about 2.6 MB, so a query over many days runs without the cache, and the cache
+#: starts afresh once ``CACHED_FILES`` files have gone through it (about 170 MB).
+CACHED_QUERY_FILES = 16
+CACHED_FILES = 64
 #: Rows per piece of a streamed answer (``query_batches``): large enough that DuckDB and
 #: the address formatting work in bulk, small enough to start sending at once.
 STREAM_ROWS = 65_536
@@ -174,10 +194,14 @@ def _in_order(batch: FlowBatch, order: NDArray[np.intp]) -> FlowBatch:
 
 
 def segment_bytes(
-    batch: FlowBatch, order: Callable[[FlowBatch], NDArray[np.intp]] = storage_order
+    batch: FlowBatch,
+    order: Callable[[FlowBatch], NDArray[np.intp]] = storage_order,
+    *,
+    compacted: bool = False,
 ) -> tuple[pa.Buffer, dict[str, Any]]:
     """A sealed segment's Parquet bytes (rows in storage order, or ``order``: a
-    companion's is ``remote_order``) and its index fields."""
+    companion's is ``remote_order``) and its index fields. ``compacted``: written to
+    stay (zstd level ``ZSTD_LEVEL``, dictionaries), else fresh (``HOT_ZSTD_LEVEL``)."""
     table = _in_order(batch, order(batch)).to_arrow()
     sink = pa.BufferOutputStream()
     bloom_ndv = min(len(batch), ROW_GROUP_ROWS)
@@ -186,8 +210,10 @@ def segment_bytes(
         sink,
         row_group_size=ROW_GROUP_ROWS,
         compression="zstd",
-        compression_level=ZSTD_LEVEL,
-        use_dictionary=[n for n in NAMES if n not in DELTA_COLUMNS + PLAIN_COLUMNS],
+        compression_level=ZSTD_LEVEL if compacted else HOT_ZSTD_LEVEL,
+        use_dictionary=(
+            [n for n in NAMES if n not in DELTA_COLUMNS + PLAIN_COLUMNS] if compacted else False
+        ),
         column_encoding=dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
         bloom_filter_options={c: {"ndv": bloom_ndv, "fpp": BLOOM_FPP} for c in BLOOM_COLUMNS},
         write_statistics=True,
@@ -251,6 +277,9 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
         super().__init__(runtime)
         self.root = runtime.settings.home / runtime.settings.flows.store_dir
         self._duck: duckdb.DuckDBPyConnection | None = None
+        #: The DuckDB that keeps parsed footers, and the files it has read.
+        self._cached: duckdb.DuckDBPyConnection | None = None
+        self._footers: set[str] = set()
         self._closed = False
 
     # --- writing -------------------------------------------------------------------------
@@ -269,13 +298,31 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
 
     # --- reading -------------------------------------------------------------------------
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
+    def _connection(self, names: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+        """A cursor for a statement reading the segment files ``names``: on the DuckDB
+        that keeps parsed footers when they are few (``CACHED_QUERY_FILES``), else on the
+        plain one."""
         with self._lock:
+            if 0 < len(names) <= CACHED_QUERY_FILES:
+                fresh = set(names) - self._footers
+                if self._cached is None or len(self._footers) + len(fresh) > CACHED_FILES:
+                    # Dropped, not closed: a stream still reading from it keeps it
+                    # alive, and it goes (with its footers) when that stream ends.
+                    self._cached = self._open(metadata_cache=True)
+                    self._footers = set()
+                self._footers |= fresh
+                return self._cached.cursor()
             if self._duck is None:
-                duck = duckdb.connect(":memory:")
-                duck.execute("SET GLOBAL TimeZone = 'UTC'")
-                self._duck = duck
+                self._duck = self._open(metadata_cache=False)
             return self._duck.cursor()
+
+    @staticmethod
+    def _open(*, metadata_cache: bool) -> duckdb.DuckDBPyConnection:
+        duck = duckdb.connect(":memory:")
+        duck.execute("SET GLOBAL TimeZone = 'UTC'")
+        if metadata_cache:
+            duck.execute("SET GLOBAL parquet_metadata_cache = true")
+        return duck
 
     def query(
         self,
@@ -325,7 +372,7 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
             return iter(())
         sql, params, names = planned
         try:
-            relation = self._connection().sql(sql, params=params)
+            relation = self._connection(names).sql(sql, params=params)
             assert relation is not None  # a SELECT always gives a relation
             reader = relation.to_arrow_reader(STREAM_ROWS)
             # Read the first piece here, not in the generator: an unreadable segment
@@ -365,7 +412,7 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
 
     def _run(self, sql: str, params: dict[str, Any], names: Sequence[str]) -> pa.Table:
         try:
-            relation = self._connection().sql(sql, params=params)
+            relation = self._connection(names).sql(sql, params=params)
             assert relation is not None  # a SELECT always gives a relation
             return relation.to_arrow_table()
         except duckdb.Error as exc:
@@ -558,8 +605,8 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
                 f"{expected}; the day was not compacted.",
                 hint="Run `hostwarden logs verify` to find the segment that differs.",
             )
-        data, fields = segment_bytes(batch)
-        remote, _ = segment_bytes(batch, remote_order)
+        data, fields = segment_bytes(batch, compacted=True)
+        remote, _ = segment_bytes(batch, remote_order, compacted=True)
         sealed_at = utcnow()
         name = files.segment_name("", day, sealed_at)
         companion = integrity.companion_name(name)
@@ -739,6 +786,8 @@ class ParquetStore(common.Aggregations, sealing.BufferedStore):
         finally:
             self._closed = True
             with self._lock:
-                duck, self._duck = self._duck, None
-            if duck is not None:
-                duck.close()
+                ducks = [self._duck, self._cached]
+                self._duck = self._cached = None
+            for duck in ducks:
+                if duck is not None:
+                    duck.close()
