@@ -314,3 +314,10 @@ def test_structured_data_values_are_escaped_and_udp_lines_fit_2048_octets() -> N
     assert line.startswith(b"<29>1 2026-05-04T12:05:00.000000Z hw-1 hostwarden ")
     assert b'kind="odd\\"kind\\]\\\\x"' in line
     assert RFC5424.match(line) is not None
+
+
+def test_logs_and_reports_show_a_webhook_by_its_host_only() -> None:
+    hook = "https://bot:pa55@hooks.example.net:8443/services/T0/B1/s3cr3t?token=abc"
+    assert delivery.shown_target(hook) == "https://hooks.example.net:8443/…"
+    assert delivery.shown_target("udp://192.0.2.9:514") == "udp://192.0.2.9:514"
+    assert delivery.shown_target("http://soc.example.net") == "http://soc.example.net"

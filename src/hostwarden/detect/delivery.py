@@ -136,6 +136,19 @@ def enqueue(
 # --- sending ----------------------------------------------------------------------------------
 
 
+def shown_target(target: str) -> str:
+    """A destination as logs and reports show it: scheme, host and port only. Webhook
+    URLs often carry their credential in the path or query (a chat service's hook
+    token) or as user:password, and secrets are never logged."""
+    parts = urlsplit(target)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    hidden = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{hidden}"
+
+
 def send_webhook(settings: DetectSettings, url: str, body: bytes, delivery_id: int) -> None:
     secret = settings.webhook_secret.get_secret_value()
     if not secret:
@@ -153,7 +166,9 @@ def send_webhook(settings: DetectSettings, url: str, body: bytes, delivery_id: i
             url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds
         )
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+        # httpx names the URL in some messages; only its host goes on.
+        detail = str(exc).replace(url, shown_target(url))
+        raise DeliveryFailed(f"{type(exc).__name__}: {detail}") from exc
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(f"HTTP {response.status_code} {response.text[:200]!r}")
 
@@ -299,7 +314,7 @@ def deliver_due(
                 report.delivered += 1
                 continue
             stored.last_error = error
-            report.errors.append(f"{row.channel} {row.target}: {error}")
+            report.errors.append(f"{row.channel} {shown_target(row.target)}: {error}")
             if stored.attempts >= settings.delivery_attempts:
                 stored.status = "failed"
                 report.failed += 1
@@ -307,7 +322,7 @@ def deliver_due(
                     "detect.delivery_failed",
                     delivery=row.id,
                     alert=row.alert_id,
-                    target=row.target,
+                    target=shown_target(row.target),
                     attempts=stored.attempts,
                     error=error,
                 )
@@ -317,7 +332,7 @@ def deliver_due(
                 log.warning(
                     "detect.delivery_retry",
                     delivery=row.id,
-                    target=row.target,
+                    target=shown_target(row.target),
                     attempts=stored.attempts,
                     error=error,
                 )
