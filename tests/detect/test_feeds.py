@@ -3,12 +3,8 @@ and a loopback HTTP server, and refreshed without losing the last good version."
 
 from __future__ import annotations
 
-import functools
-import http.server
 import ipaddress
 import random
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -227,28 +223,6 @@ def test_lookup_agrees_with_ipaddress_on_random_nested_lists() -> None:
 
 
 # --- sources and refresh ----------------------------------------------------------------
-
-
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """A loopback HTTP server (this test's own, on 127.0.0.1) serving ``tmp_path``."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    handler = functools.partial(QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class Clock:

@@ -3,13 +3,7 @@ direction, lists from files and a loopback URL, reloaded by wall time."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from hostwarden.core.config_detect import DetectSettings, ThreatIntelSettings, ThreatList
 from hostwarden.detect.detectors.threatintel import ThreatIntelDetector, make
@@ -128,28 +122,6 @@ def test_sampled_contacts_count_as_the_flows_they_stand_for(tmp_path: Path) -> N
     trace.flows(local=BOT, remote="198.51.100.9", n=2, packets=3)
     found = run(detector(tmp_path), trace)
     assert [(f.kind, f.counts["flows"]) for f in found] == [("c2", 514)]
-
-
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """A loopback HTTP server (this test's own, on 127.0.0.1) serving ``tmp_path``."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    handler = functools.partial(QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def test_a_list_from_a_url_is_reloaded_every_refresh_minutes_of_wall_time(
