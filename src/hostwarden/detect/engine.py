@@ -42,7 +42,8 @@ class EngineStats:
     records: int = 0
     #: Records with no provider side (transit), not judged.
     transit: int = 0
-    #: Records that arrived after their window had closed.
+    #: Records that arrived after their window had closed, counted once for each window
+    #: length that had (a record can be late for the 10 s window and on time for 5 min).
     late: int = 0
     frames: int = 0
     #: Windows evaluated before their end because they were full.
