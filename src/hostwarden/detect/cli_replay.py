@@ -13,19 +13,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from hostwarden.cli.common import err, state
 from hostwarden.detect.findings import Finding
 from hostwarden.errors import ValidationFailed
+from hostwarden.flows.holds import moment_ms
 
 
 def _emit(finding: Finding) -> None:
     sys.stdout.write(json.dumps(finding.as_dict(), ensure_ascii=False) + "\n")
     sys.stdout.flush()
-
-
-def _moment_ms(text: str, what: str, *, end: bool = False) -> int:
-    # The flows CLI's rule: a zone is required, a bare date is that UTC day.
-    from hostwarden.flows.holds import hold_time
-    from hostwarden.flows.store.retention import epoch_ms
-
-    return epoch_ms(hold_time(text, what, end=end))
 
 
 def replay_command(
@@ -99,8 +92,8 @@ def replay_command(
                         "a stored range needs both --from and --to.",
                         hint="e.g. --from 2026-05-04T00:00Z --to 2026-05-04T06:00Z",
                     )
-                start_ms = _moment_ms(start, "--from")
-                end_ms = _moment_ms(end, "--to", end=True)
+                start_ms = moment_ms(start, "--from")
+                end_ms = moment_ms(end, "--to", end=True)
                 task = bar.add_task("stored records", total=max(end_ms - start_ms, 1))
                 report = replay.replay_range(
                     runtime,

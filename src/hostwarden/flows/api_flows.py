@@ -18,9 +18,8 @@ from hostwarden.core.rbac import Perm
 from hostwarden.core.runtime import Actor, Runtime
 from hostwarden.core.timeutil import isoformat
 from hostwarden.errors import ValidationFailed
-from hostwarden.flows.holds import hold_time
+from hostwarden.flows.holds import moment_ms
 from hostwarden.flows.store import FlowStore, common, open_store
-from hostwarden.flows.store.retention import epoch_ms
 
 router = APIRouter(prefix="/api/v1/flows", tags=["flows"])
 log = get_logger("hostwarden.flows.api")
@@ -46,8 +45,8 @@ def query_args(
     ),
 ) -> dict[str, Any]:
     """The store's query arguments from the query string, checked before any store opens."""
-    start_ms = epoch_ms(hold_time(start, "from"))
-    end_ms = epoch_ms(hold_time(end, "to", end=True))
+    start_ms = moment_ms(start, "from")
+    end_ms = moment_ms(end, "to", end=True)
     common.check_range(start_ms, end_ms)
     protos = [common.protocol_number(p) for p in proto]
     common.filters(ips=ip, customers=customer, ports=port, protos=protos)

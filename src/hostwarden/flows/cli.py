@@ -24,6 +24,7 @@ from rich.progress import (
 from hostwarden.cli.common import JsonOpt, err, out, print_json, state, table
 from hostwarden.errors import ValidationFailed
 from hostwarden.flows import imports
+from hostwarden.flows.holds import moment_ms
 
 flows_app = typer.Typer(help="Flow collection, imports and queries.", no_args_is_help=True)
 
@@ -152,15 +153,6 @@ def import_command(
             out.print(f"  note: {note}")
 
 
-def _moment_ms(text: str, what: str, *, end: bool = False) -> int:
-    # One rule with legal holds, logs query, the API and the console: a zone is
-    # required, and a bare date is that UTC day (as an end, the whole day).
-    from hostwarden.flows.holds import hold_time
-    from hostwarden.flows.store.retention import epoch_ms
-
-    return epoch_ms(hold_time(text, what, end=end))
-
-
 # --- queries ----------------------------------------------------------------------------
 
 FromOpt = Annotated[
@@ -195,7 +187,7 @@ def _query_args(
     """The store's query arguments from the shared options, checked before the store opens."""
     from hostwarden.flows.store import common
 
-    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to", end=True)
+    start_ms, end_ms = moment_ms(start, "--from"), moment_ms(end, "--to", end=True)
     if end_ms <= start_ms:
         raise ValidationFailed("--to must be after --from.", hint="Give a non-empty range.")
     args: dict[str, Any] = {

@@ -22,7 +22,6 @@ from hostwarden.core.timeutil import isoformat, utcnow
 from hostwarden.flows import holds
 from hostwarden.flows.schemas_holds import LegalHoldOut
 from hostwarden.flows.store import PROBLEM_KINDS, StoreVerifyReport, open_store
-from hostwarden.flows.store.retention import epoch_ms
 from hostwarden.flows.verify_record import record_verify, verify_summary
 
 logs_app = typer.Typer(
@@ -83,7 +82,7 @@ def verify(
 ) -> None:
     """Re-hash every live segment and check every chain link and signature; name each
     segment modified, truncated, deleted or added. Exit 1 when anything is wrong."""
-    since_ms = None if since is None else epoch_ms(holds.hold_time(since, "--since"))
+    since_ms = None if since is None else holds.moment_ms(since, "--since")
     runtime = state(ctx).runtime()
     started_at = isoformat(utcnow())
     try:
@@ -180,8 +179,8 @@ def query(
     from hostwarden.flows.store.datasets import LogStore, check_dataset
 
     check_dataset(dataset)
-    start_ms = epoch_ms(holds.hold_time(start, "--from"))
-    end_ms = epoch_ms(holds.hold_time(end, "--to", end=True))
+    start_ms = holds.moment_ms(start, "--from")
+    end_ms = holds.moment_ms(end, "--to", end=True)
     runtime = state(ctx).runtime()
     store = LogStore(runtime)
     try:

@@ -21,6 +21,15 @@ from hostwarden.registry.models import Customer
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+def moment_ms(text: str, what: str, *, end: bool = False) -> int:
+    """A time a person typed, as epoch ms, by the rule of holds, queries, replay and
+    the console: a zone is required ("10:00" in Beijing and in UTC are eight hours
+    apart), and a bare date is that UTC day (as an end, the whole day)."""
+    from hostwarden.flows.store.retention import epoch_ms
+
+    return epoch_ms(hold_time(text, what, end=end))
+
+
 def hold_time(value: datetime | str, what: str, *, end: bool = False) -> datetime:
     """A hold boundary: a moment with its zone, or a bare date meaning that UTC day (as
     an end, the whole day: up to the next midnight)."""

@@ -33,7 +33,6 @@ from hostwarden.flows.store import (
     open_store,
 )
 from hostwarden.flows.store.retention import (
-    epoch_ms,
     index_may_match,
     overlaps_in_time,
     scope_of,
@@ -117,12 +116,6 @@ def _items(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
-def _moment(text: str, what: str, *, end: bool = False) -> int:
-    # The same rule as legal holds and the CLI: a zone is required, since "10:00" in
-    # Beijing and in UTC are eight hours apart; a bare date is that UTC day.
-    return epoch_ms(holds.hold_time(text, what, end=end))
-
-
 def _numbers(text: str, what: str, example: str, highest: int | None = None) -> tuple[int, ...]:
     found = []
     for item in _items(text):
@@ -151,8 +144,8 @@ def parse_filter(
     start: str, end: str, ip: str = "", port: str = "", proto: str = "", customer: str = ""
 ) -> FlowFilter:
     """The form's fields as a search; raises ValidationFailed naming the field at fault."""
-    start_ms = _moment(start, "from")
-    end_ms = _moment(end, "to", end=True)
+    start_ms = holds.moment_ms(start, "from")
+    end_ms = holds.moment_ms(end, "to", end=True)
     if end_ms <= start_ms:
         raise ValidationFailed(
             f"'to' ({end}) is not after 'from' ({start}).",
