@@ -30,7 +30,7 @@ from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
 from hostwarden.detect import delivery
-from hostwarden.detect.findings import CATEGORIES, SEVERITIES, Finding
+from hostwarden.detect.findings import CATEGORIES, SEVERITIES, Finding, number
 from hostwarden.detect.models import ALERT_STATUSES, DetectAlert, DetectSuppression
 from hostwarden.errors import Conflict, HostwardenError, NotFound, ValidationFailed
 from hostwarden.flows.holds import hold_time
@@ -94,11 +94,6 @@ def _check_finding(finding: Finding) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def _plain(value: Any) -> Any:
-    number = float(value)
-    return int(number) if number.is_integer() else round(number, 3)
 
 
 def _higher(a: str, b: str) -> str:
@@ -303,7 +298,7 @@ def _create(
         first_seen=_ms_time(finding.window_start_ms),
         last_seen=_ms_time(finding.window_end_ms),
         window_seconds=finding.window_seconds,
-        counts=_json({k: _plain(v) for k, v in finding.counts.items()}),
+        counts=_json({k: number(v) for k, v in finding.counts.items()}),
         top_peers=_json(finding.top_peers),
         top_ports=_json(finding.top_ports),
         summary=finding.summary,
@@ -333,7 +328,7 @@ def _update(
     before = _audit_view(alert)
     counts: dict[str, Any] = json.loads(alert.counts)
     for name, value in finding.counts.items():
-        new = _plain(value)
+        new = number(value)
         counts[name] = max(counts[name], new) if name in counts else new
     alert.counts = _json(counts)
     alert.first_seen = min(as_utc(alert.first_seen), _ms_time(finding.window_start_ms))

@@ -165,11 +165,22 @@ class Engine:
             window.sizes.clear()
         # A flush is the end of a replay or a shutdown: detectors that keep state across
         # runs (baselines) write it now.
-        for detector in self.detectors:
-            save_state = getattr(detector, "save_state", None)
-            if callable(save_state):
-                save_state()
+        self.save_state()
         return findings
+
+    def save_state(self) -> None:
+        """Let every detector that keeps state (baselines) write it down; a detector
+        that cannot is logged and the others still save."""
+        for detector in self.detectors:
+            save = getattr(detector, "save_state", None)
+            if not callable(save):
+                continue
+            try:
+                save()
+            except Exception as exc:
+                if self.strict:
+                    raise
+                log.error("detect.state_save_failed", detector=detector.name, error=str(exc)[:300])
 
     # --- windows -------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class Finding:
             "window_end": isoformat_ms(self.window_end_ms),
             "window_seconds": self.window_seconds,
             "summary": self.summary,
-            "counts": {k: _plain(v) for k, v in self.counts.items()},
+            "counts": {k: number(v) for k, v in self.counts.items()},
             "top_peers": self.top_peers,
             "top_ports": self.top_ports,
             "suggested_action": self.suggested_action,
@@ -82,8 +82,10 @@ class Finding:
         }
 
 
-def _plain(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else round(float(value), 3)
+def number(value: float) -> float | int:
+    """A count as JSON shows it best: an integer when whole, else to three places."""
+    plain = float(value)
+    return int(plain) if plain.is_integer() else round(plain, 3)
 
 
 def isoformat_ms(ms: int) -> str:

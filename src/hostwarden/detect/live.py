@@ -41,18 +41,6 @@ log = get_logger("hostwarden.detect")
 SAVE_SECONDS = 300.0
 
 
-def save_state(engine: Engine) -> None:
-    """Let every detector that keeps state (baselines) write it down."""
-    for detector in engine.detectors:
-        save = getattr(detector, "save_state", None)
-        if save is None:
-            continue
-        try:
-            save()
-        except Exception as exc:
-            log.error("detect.state_save_failed", detector=detector.name, error=str(exc)[:300])
-
-
 class DetectingSink:
     """Store, then detect, then record the alerts (see the module's note)."""
 
@@ -81,7 +69,7 @@ class DetectingSink:
             self.failures += 1
             log.error("detect.failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
         if time.monotonic() - self._saved_at >= SAVE_SECONDS:
-            save_state(self.engine)
+            self.engine.save_state()
             self._saved_at = time.monotonic()
 
     def seal_due(self) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hostwarden.core.config_detect import Severity
-from hostwarden.detect.findings import Finding, address_text, held
+from hostwarden.detect.findings import Finding, address_text, held, number
 from hostwarden.detect.frame import Frame, Groups, top_per_group
 
 #: Ports are uint16: a 65,536-entry table answers "is this port in the set" for a whole
@@ -120,11 +120,6 @@ def ranked(
         order = order[rank < k]
     bounds = np.searchsorted(owner[order], np.arange(owners + 1), "left")
     return order, bounds
-
-
-def number(value: float) -> float | int:
-    """A count as JSON shows it best: an integer when whole."""
-    return int(value) if float(value).is_integer() else round(float(value), 3)
 
 
 def megabytes(value: float) -> str:

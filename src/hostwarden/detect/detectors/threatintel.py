@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from hostwarden.core.config_detect import DetectSettings, ThreatIntelSettings
-from hostwarden.detect.detectors.common import about_local, local_ip, number, ranked
+from hostwarden.detect.detectors.common import about_local, local_ip, ranked
 from hostwarden.detect.feeds import FeedSet, threat_feed
-from hostwarden.detect.findings import Finding, address_text
+from hostwarden.detect.findings import Finding, address_text, number
 from hostwarden.detect.frame import Frame, group_by, top_per_group
 
 

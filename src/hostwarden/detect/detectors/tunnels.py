@@ -37,12 +37,11 @@ from hostwarden.detect.detectors.common import (
     about_local,
     local_ip,
     megabytes,
-    number,
     port_codes,
     port_set,
     ranked,
 )
-from hostwarden.detect.findings import Finding, address_text
+from hostwarden.detect.findings import Finding, address_text, number
 from hostwarden.detect.frame import ESP, GRE, TCP, UDP, Frame, group_by, top_per_group
 
 KINDS = ("openvpn", "wireguard", "ipsec", "gre", "l2tp", "pptp", "proxy")
