@@ -180,12 +180,16 @@ class ThroughputRun:
         return self.records / self.seconds
 
 
-def run_engine(home: Path, batches: list[Any]) -> tuple[ThroughputRun, list[str], list[str]]:
+def run_engine(
+    home: Path, batches: list[Any], peek_seconds: int | None = None
+) -> tuple[ThroughputRun, list[str], list[str]]:
     """One pass of the engine over the batches on one pinned core."""
     from hostwarden.core.config_detect import DetectSettings
     from hostwarden.detect.engine import Engine
 
     settings = DetectSettings()
+    if peek_seconds is not None:
+        settings = settings.model_copy(update={"peek_seconds": peek_seconds})
     # Every run starts without learnt baselines (the trace is one hour, not weeks).
     shutil.rmtree(home / settings.state_dir, ignore_errors=True)
     detectors, missing = detectors_now(settings, home)
@@ -861,6 +865,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--quick", action="store_true", help="6 min trace, 70 s replay")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--peek-seconds",
+        type=int,
+        default=None,
+        help="[detect] peek_seconds for the throughput runs (0: judge at close only)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.hours, args.per_kind, args.runs, args.replay_seconds = 0.1, 4, 1, 70
@@ -893,7 +903,7 @@ def main() -> None:
         missing: list[str] = []
         for _ in range(args.runs):
             with console.status("engine over the labelled trace"):
-                run, names, missing = run_engine(home, batches)
+                run, names, missing = run_engine(home, batches, args.peek_seconds)
             runs.append(run)
             console.print(f"engine run: {run.rate:,.0f} records/s, {len(run.findings)} findings")
         del batches

@@ -109,6 +109,44 @@ def test_the_same_address_and_category_within_the_cooldown_updates_the_alert(
     assert (alert.updates, alert.severity) == (2, "high")
 
 
+def test_an_early_finding_and_its_windows_close_are_one_alert_described_by_the_newest(
+    runtime: Runtime, holders: Holders
+) -> None:
+    sink = AlertSink(runtime)
+
+    def flood(window: int, pps: int, summary: str, early: bool = False) -> None:
+        """A volumetric finding on the 10 s window ``window`` (0: T0)."""
+        sink.take(
+            [
+                finding(
+                    category="ddos-out",
+                    kind="syn-flood",
+                    seconds=10,
+                    detector="volumetric",
+                    start_ms=T0 + window * 10_000,
+                    customer_id=holders.acme,
+                    counts={"pps": pps},
+                    summary=summary,
+                    early=early,
+                )
+            ]
+        )
+
+    flood(0, 60_000, "early 0", early=True)
+    # The next window's early finding, then (after its lateness) the first window's close.
+    flood(1, 70_000, "early 1", early=True)
+    flood(0, 90_000, "close 0")
+    (alert,) = alerts_of(runtime)
+    assert alert.updates == 2
+    assert json.loads(alert.counts) == {"pps": 90_000}
+    # The older window's close adds its counts but does not turn the description back.
+    assert alert.summary == "early 1"
+    assert alert.last_seen == at(T0 + 20_000)
+    flood(1, 95_000, "close 1")
+    (alert,) = alerts_of(runtime)
+    assert (alert.summary, alert.updates) == ("close 1", 3)
+
+
 def test_after_the_cooldown_a_new_alert_is_opened(runtime: Runtime) -> None:
     sink = AlertSink(runtime)
     sink.take([finding()])

@@ -196,3 +196,94 @@ def test_group_by_agrees_with_a_plain_sort_packed_or_not(wide: bool) -> None:
     for row in range(0, n, 97):
         assert keys[groups.first[groups.inverse[row]]] == keys[row]
     assert groups.size.sum() == n
+
+
+class Peeker(Recorder):
+    """A detector that also looks at open windows: keeps what each look showed."""
+
+    name = "peeker"
+
+    def __init__(self, window_seconds: int = 10) -> None:
+        super().__init__(window_seconds)
+        self.looks: list[tuple[int, int, int]] = []
+
+    def peek(self, new: Frame, so_far: Frame) -> list[Finding]:
+        self.looks.append((new.start_ms - T0, len(new), len(so_far)))
+        assert new.early and so_far.early
+        return []
+
+
+def test_open_windows_are_shown_their_new_records_every_peek_seconds() -> None:
+    peeker = Peeker(10)
+    engine = Engine(settings(lateness_seconds=30, peek_seconds=2), [peeker])
+    # One record every 10 ms over 10 s, fed 0.5 s at a time: a look every 2 s of stream.
+    trace = Trace().flows(
+        local="100.64.0.1", remote="192.0.2.1", n=1000, spread_ms=10_000, duration_ms=0
+    )
+    for batch in trace.batches(50):
+        engine.feed(batch)
+    # The first batch is looked at at once, then every 2 s of newest end time.
+    assert [look[0] for look in peeker.looks] == [0] * len(peeker.looks)
+    assert len(peeker.looks) == 5
+    assert sum(look[1] for look in peeker.looks) <= 1000
+    assert [look[2] for look in peeker.looks] == sorted(look[2] for look in peeker.looks)
+    assert all(new <= so_far for _, new, so_far in peeker.looks)
+    assert engine.stats.peeks == 5
+    assert peeker.frames == []  # the window is still open (lateness 30 s)
+    engine.flush()
+    assert [len(f) for f in peeker.frames] == [1000]
+
+
+def test_a_closed_or_full_window_is_not_peeked_at_and_peeks_can_be_turned_off() -> None:
+    trace = Trace().flows(
+        local="100.64.0.1", remote="192.0.2.1", n=3000, spread_ms=60_000, duration_ms=0
+    )
+    peeker = Peeker(10)
+    engine = Engine(settings(lateness_seconds=0, peek_seconds=1), [peeker])
+    engine.feed_all(trace.batches(100))
+    # Every look is at a window not yet closed when it was made: its records so far are
+    # fewer than the window's whole.
+    whole = {f.start_ms - T0: len(f) for f in peeker.frames}
+    assert peeker.looks and all(so_far <= whole[start] for start, _, so_far in peeker.looks)
+
+    off = Peeker(10)
+    engine = Engine(settings(peek_seconds=0), [off])
+    engine.feed_all(trace.batches(100))
+    assert off.looks == [] and engine.stats.peeks == 0 and len(off.frames) == 6
+
+
+class FailingPeeker(Peeker):
+    def peek(self, new: Frame, so_far: Frame) -> list[Finding]:
+        raise RuntimeError("broken peek")
+
+
+def test_a_failing_peek_is_counted_and_the_window_is_still_judged_at_close() -> None:
+    failing = FailingPeeker(10)
+    engine = Engine(settings(), [failing])
+    engine.feed_all(
+        Trace().flows(local="100.64.0.1", remote="192.0.2.1", n=100, spread_ms=5000).batches(10)
+    )
+    assert engine.stats.errors >= 1
+    assert [len(f) for f in failing.frames] == [100]
+
+
+def test_of_addresses_picks_the_records_of_those_addresses_from_every_piece() -> None:
+    from hostwarden.detect.frame import Columns, project
+    from tests.detect.support import hilo
+
+    addresses = ["100.64.0.1", "100.64.0.2", "2001:db8::1", "2001:db8::2"]
+    trace = Trace().flows(local=addresses, remote="192.0.2.1", n=400, spread_ms=9000)
+    pieces = [project(batch) for batch in trace.batches(150)]
+    frame = Frame(10, T0, Columns(pieces), early=True, looked_ms=T0 + 5000)
+    hi, lo = hilo(["100.64.0.2", "2001:db8::1"])
+    mine = frame.of_addresses(hi, lo)
+    assert len(mine) == 200
+    assert (mine.seconds, mine.start_ms, mine.early, mine.looked_ms) == (10, T0, True, T0 + 5000)
+    picked = set(zip(mine["local_hi"].tolist(), mine["local_lo"].tolist(), strict=True))
+    assert picked == set(zip(hi.tolist(), lo.tolist(), strict=True))
+    # The same low word under another high word (an IPv4 address and an IPv6 one that
+    # ends alike) is not taken.
+    hi_v6, lo_v6 = hilo(["2001:db8::1"])
+    only_v6 = frame.of_addresses(hi_v6, lo_v6)
+    assert len(only_v6) == 100 and set(only_v6["local_hi"].tolist()) == {int(hi_v6[0])}
+    assert len(frame.of_addresses(*hilo(["203.0.113.9"]))) == 0

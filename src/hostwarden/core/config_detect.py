@@ -55,6 +55,14 @@ class VolumetricSettings(_Detector):
     #: Inbound, per provider-side address: an attack on a customer (suggests a blackhole).
     in_pps: float = Field(100_000, gt=0)
     in_mbps: float = Field(1_000, gt=0)
+    #: While a window is open (``[detect] peek_seconds``), an address also alerts when
+    #: the records that *arrived* over the last ``recent_seconds`` carried a threshold's
+    #: rate, as FastNetMon counts: a flood then shows in seconds, not after its window.
+    #: Only on ``recent_min_records`` records' worth of evidence, counted as the
+    #: effective number (Σ packets)² / Σ packets², so the two big records of a long
+    #: transfer arriving together are not read as a burst. 0 seconds turns it off.
+    recent_seconds: float = Field(2.0, ge=0, le=60)
+    recent_min_records: float = Field(50, ge=1)
     #: Source ports of reflection/amplification responses (DNS, NTP, SNMP, CLDAP, SSDP,
     #: memcached).
     amplification_ports: list[int] = Field(default=[53, 123, 161, 389, 1900, 11211])
@@ -231,6 +239,10 @@ class DetectSettings(_Section):
     #: A window holding more records is evaluated at once (memory bound), and a new one
     #: starts for the rest of its time.
     max_window_records: int = Field(5_000_000, ge=1_000, le=500_000_000)
+    #: Detectors that can judge a window before it closes (volumetric: an address whose
+    #: packets so far already make the threshold) look at the records that arrived in
+    #: it every this many seconds of stream time; 0 turns it off (alerts at close only).
+    peek_seconds: int = Field(1, ge=0, le=300)
     #: The same address and category within this time updates the alert, not a new one.
     cooldown_minutes: int = Field(30, ge=0, le=7 * 24 * 60)
     #: Where the per-address baselines are kept (relative to the data directory).

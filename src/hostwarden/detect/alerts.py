@@ -331,16 +331,21 @@ def _update(
         new = number(value)
         counts[name] = max(counts[name], new) if name in counts else new
     alert.counts = _json(counts)
+    end = _ms_time(finding.window_end_ms)
+    newest = end >= as_utc(alert.last_seen)
     alert.first_seen = min(as_utc(alert.first_seen), _ms_time(finding.window_start_ms))
-    alert.last_seen = max(as_utc(alert.last_seen), _ms_time(finding.window_end_ms))
+    alert.last_seen = max(as_utc(alert.last_seen), end)
     alert.severity = _higher(alert.severity, finding.severity)
-    # What the newest window saw: it describes the alert as it stands now.
-    alert.kind = finding.kind[:64]
-    alert.summary = finding.summary
-    alert.top_peers = _json(finding.top_peers)
-    alert.top_ports = _json(finding.top_ports)
+    if newest:
+        # What the newest window saw describes the alert as it stands now. A window's
+        # close can come after early findings of later windows (it waits for late
+        # records); it adds its counts but does not turn the description back.
+        alert.kind = finding.kind[:64]
+        alert.summary = finding.summary
+        alert.top_peers = _json(finding.top_peers)
+        alert.top_ports = _json(finding.top_ports)
+        alert.window_seconds = finding.window_seconds
     alert.suggested_action = finding.suggested_action or alert.suggested_action
-    alert.window_seconds = finding.window_seconds
     alert.detector = finding.detector[:100] or alert.detector
     alert.instance_id = alert.instance_id if instance_id is None else instance_id
     alert.updates += 1

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -109,15 +109,16 @@ class Keys:
         return len(self.hi)
 
     @cached_property
-    def ints(self) -> list[int]:
-        """Each key as one int, the dict's key (computed once: a window's keys are looked
-        up before judging and again to update)."""
-        return [
-            ((i + 1) << 128) | (h << 64) | lo
-            for h, lo, i in zip(
-                self.hi.tolist(), self.lo.tolist(), self.instance.tolist(), strict=True
-            )
-        ]
+    def ids(self) -> list[bytes]:
+        """Each key as the dict's key: its three words as 24 bytes, made by numpy in one
+        call (computed once: a window's keys are looked up before judging and again to
+        update). Building a Python int per key was a tenth of the volumetric detector's
+        time in bench/detect.py."""
+        words = np.empty((len(self.hi), 3), np.uint64)
+        words[:, 0] = self.hi
+        words[:, 1] = self.lo
+        words[:, 2] = self.instance.astype(np.int64).view(np.uint64)
+        return cast(list[bytes], words.view(np.dtype((np.void, 24))).ravel().tolist())
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class Baselines:
         self._last_save = clock()
         self._dirty = False
         self._size = 0
-        self._index: dict[int, int] = {}
+        self._index: dict[bytes, int] = {}
         #: Bumped whenever rows are added or moved (the cached lookup is then stale).
         self._generation = 0
         self._last_lookup: tuple[Keys, int, NDArray[np.intp]] | None = None
@@ -172,7 +173,7 @@ class Baselines:
         last = self._last_lookup
         if last is not None and last[0] is keys and last[1] == self._generation:
             return last[2].copy()
-        found = np.fromiter(map(self._index.get, keys.ints, repeat(-1)), np.intp, len(keys))
+        found = np.fromiter(map(self._index.get, keys.ids, repeat(-1)), np.intp, len(keys))
         self._last_lookup = (keys, self._generation, found.copy())
         return found
 
@@ -373,7 +374,7 @@ class Baselines:
         self._last[n:end] = now_ms
         self._mean[n:end] = 0
         self._count[n:end] = 0
-        for offset, key in enumerate(keys.ints):
+        for offset, key in enumerate(keys.ids):
             self._index[key] = n + offset
         self._generation += 1
         self._size = end
@@ -401,4 +402,4 @@ class Baselines:
         self._generation += 1
         n = self._size
         keys = Keys(self._hi[:n], self._lo[:n], self._inst[:n])
-        self._index = {key: row for row, key in enumerate(keys.ints)}
+        self._index = {key: row for row, key in enumerate(keys.ids)}

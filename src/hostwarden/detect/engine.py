@@ -7,6 +7,13 @@ once a record ending ``lateness`` after the window's end has arrived (the waterm
 a record for a window already closed is counted as late and left out of detection (it
 is still stored). ``flush`` closes every open window (end of a replay, shutdown).
 
+A detector may also judge a window that is still open (``peek``): every
+``peek_seconds`` of stream time it is shown the records that arrived in each open window
+since it last looked, and the window's records so far. The volumetric detector uses it
+to report a flood within seconds of its first records instead of after the window and
+its lateness have passed (FastNetMon's latency, bench/detect.py). What a peek reports is
+marked ``early``; the window's close is judged as before.
+
 Only the records of open windows are kept, as the frame columns (about 90 bytes a
 record); a window that reaches ``max_window_records`` is evaluated at once and starts
 again empty, which bounds memory whatever the stream does.
@@ -51,6 +58,9 @@ class EngineStats:
     findings: int = 0
     #: Detector calls that raised (the engine goes on; each is logged).
     errors: int = 0
+    #: Looks at open windows (``peek``), and findings they made.
+    peeks: int = 0
+    peek_findings: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +72,8 @@ class EngineStats:
             "early": self.early,
             "findings": self.findings,
             "errors": self.errors,
+            "peeks": self.peeks,
+            "peek_findings": self.peek_findings,
             "seconds": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
         }
 
@@ -73,7 +85,13 @@ class _Window:
         self.seconds = seconds
         self.length_ms = seconds * 1000
         self.detectors = list(detectors)
+        #: Those that can judge an open window (``peek(new, so_far)``).
+        self.peekers = [d for d in detectors if callable(getattr(d, "peek", None))]
         self.pieces: dict[int, list[dict[str, NDArray[Any]]]] = {}
+        #: Per open bucket, the pieces that arrived since the peekers last looked.
+        self.fresh: dict[int, list[dict[str, NDArray[Any]]]] = {}
+        #: Newest record end (ms) when the peekers last looked.
+        self.peeked_ms: int | None = None
         self.sizes: dict[int, int] = {}
         #: Buckets below this are closed.
         self.closed_below: int | None = None
@@ -96,6 +114,7 @@ class Engine:
             settings.lateness_seconds if lateness_seconds is None else lateness_seconds
         ) * 1000
         self.max_records = settings.max_window_records
+        self.peek_ms = settings.peek_seconds * 1000
         #: Raise a detector's exception instead of logging it (tests).
         self.strict = strict
         self.stats = EngineStats()
@@ -124,7 +143,8 @@ class Engine:
         if not kept:
             return []
         end = columns["end"]
-        newest = int(end.max()) - self.lateness_ms
+        newest_end = int(end.max())
+        newest = newest_end - self.lateness_ms
         if self.watermark_ms is None or newest > self.watermark_ms:
             self.watermark_ms = newest
         # Records in the order of their finest window: then every window's share of the
@@ -145,6 +165,9 @@ class Engine:
             findings += self._add(window, columns, end)
         for window in self.windows:
             findings += self._close_due(window)
+        if self.peek_ms:
+            for window in self.windows:
+                findings += self._peek_due(window, newest_end)
         return findings
 
     def feed_all(self, batches: Iterable[FlowBatch]) -> list[Finding]:
@@ -163,6 +186,7 @@ class Engine:
             if buckets:
                 window.closed_below = max(buckets[-1] + 1, window.closed_below or 0)
             window.sizes.clear()
+            window.fresh.clear()
         # A flush is the end of a replay or a shutdown: detectors that keep state across
         # runs (baselines) write it now.
         self.save_state()
@@ -199,6 +223,8 @@ class Engine:
                 continue
             piece = columns if whole else {k: v[begin:stop] for k, v in columns.items()}
             window.pieces.setdefault(bucket, []).append(piece)
+            if window.peekers and self.peek_ms:
+                window.fresh.setdefault(bucket, []).append(piece)
             window.sizes[bucket] = window.sizes.get(bucket, 0) + count
             if window.sizes[bucket] >= self.max_records:
                 findings += self._evaluate(window, bucket, early=True)
@@ -219,8 +245,39 @@ class Engine:
             window.closed_below = due_below
         return findings
 
+    def _peek_due(self, window: _Window, newest_end: int) -> list[Finding]:
+        """Show the peekers each open bucket's new records, once ``peek_seconds`` of
+        stream time have passed since they last looked."""
+        if not window.fresh:
+            return []
+        if window.peeked_ms is not None and newest_end - window.peeked_ms < self.peek_ms:
+            return []
+        window.peeked_ms = newest_end
+        findings: list[Finding] = []
+        fresh, window.fresh = window.fresh, {}
+        for bucket in sorted(fresh):
+            pieces = window.pieces.get(bucket)
+            if not pieces:
+                continue  # judged since (closed, or cut early because full)
+            start_ms = bucket * window.length_ms
+            new = Frame(
+                window.seconds, start_ms, Columns(fresh[bucket]), early=True, looked_ms=newest_end
+            )
+            so_far = Frame(window.seconds, start_ms, Columns(pieces), early=True)
+            self.stats.peeks += 1
+            for detector in window.peekers:
+                found = self._run(detector, new, "peek", so_far)
+                for finding in found:
+                    finding.early = True
+                    finding.summary += " (window still open: figures of its records so far)"
+                self.stats.peek_findings += len(found)
+                findings += found
+        self.stats.findings += len(findings)
+        return findings
+
     def _evaluate(self, window: _Window, bucket: int, *, early: bool) -> list[Finding]:
         pieces = window.pieces.pop(bucket, [])
+        window.fresh.pop(bucket, None)
         if not pieces:
             return []
         frame = Frame(
@@ -233,26 +290,31 @@ class Engine:
         self.stats.early += int(early)
         findings: list[Finding] = []
         for detector in window.detectors:
-            began = time.perf_counter()
-            try:
-                found = detector.evaluate(frame)
-            except Exception as exc:
-                if self.strict:
-                    raise
-                self.stats.errors += 1
-                log.error(
-                    "detector failed",
-                    detector=detector.name,
-                    window_start=frame.start_ms,
-                    window_seconds=frame.seconds,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                continue
-            finally:
-                spent = time.perf_counter() - began
-                self.stats.seconds[detector.name] = self.stats.seconds.get(detector.name, 0) + spent
-            for finding in found:
-                finding.detector = finding.detector or detector.name
-            findings += found
+            findings += self._run(detector, frame, "evaluate")
         self.stats.findings += len(findings)
         return findings
+
+    def _run(self, detector: Detector, frame: Frame, method: str, *more: Frame) -> list[Finding]:
+        """``detector.<method>(frame, *more)``, timed; an exception is logged and
+        counted (raised when ``strict``), and the engine goes on with the others."""
+        began = time.perf_counter()
+        try:
+            found: list[Finding] = getattr(detector, method)(frame, *more)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.stats.errors += 1
+            log.error(
+                "detector failed",
+                detector=detector.name,
+                window_start=frame.start_ms,
+                window_seconds=frame.seconds,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return []
+        finally:
+            spent = time.perf_counter() - began
+            self.stats.seconds[detector.name] = self.stats.seconds.get(detector.name, 0) + spent
+        for finding in found:
+            finding.detector = finding.detector or detector.name
+        return found

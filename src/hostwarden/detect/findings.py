@@ -56,6 +56,9 @@ class Finding:
     suggested_action: str | None = None
     #: Which detector (plugin name) reported it.
     detector: str = ""
+    #: Reported while its window was still open (``peek``): the counts are of the part
+    #: seen so far, and the window's close reports the whole.
+    early: bool = False
 
     @property
     def window_end_ms(self) -> int:
@@ -79,6 +82,7 @@ class Finding:
             "top_ports": self.top_ports,
             "suggested_action": self.suggested_action,
             "detector": self.detector,
+            "early": self.early,
         }
 
 

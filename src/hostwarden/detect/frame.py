@@ -113,6 +113,10 @@ class Columns(Mapping[str, NDArray[Any]]):
     def rows(self) -> int:
         return sum(len(p["end"]) for p in self._pieces)
 
+    @property
+    def pieces(self) -> list[Mapping[str, NDArray[Any]]]:
+        return self._pieces
+
 
 @dataclass
 class Groups:
@@ -270,6 +274,9 @@ class Frame:
     #: True when the window was evaluated before its end because it held
     #: ``max_window_records`` records; the rest of its time comes in another frame.
     early: bool = False
+    #: For a frame shown to ``peek``: the newest record end when the engine looked (every
+    #: frame of one look has the same), a clock for rates of records as they arrive.
+    looked_ms: int | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -290,6 +297,27 @@ class Frame:
             groups = group_by(self.columns["local_hi"], self.columns["local_lo"])
             self._cache["by_local"] = groups
         return groups
+
+    def of_addresses(self, hi: U64, lo: U64) -> Frame:
+        """The records whose provider-side address is one of (``hi``, ``lo``), as a frame
+        of the same window: for the few addresses that reached a threshold, found by
+        comparing columns piece by piece (no sort, and the window's columns are not
+        joined, which a detector looking at an open window would pay for again)."""
+        pieces = self.columns.pieces if isinstance(self.columns, Columns) else [self.columns]
+        parts: list[dict[str, NDArray[Any]]] = []
+        for piece in pieces:
+            low = piece["local_lo"]
+            rows = np.flatnonzero(np.isin(low, lo))
+            if len(rows):
+                high, low = piece["local_hi"][rows], low[rows]
+                keep = np.zeros(len(rows), dtype=bool)
+                for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
+                    keep |= (high == h) & (low == v)
+                rows = rows[keep]
+            parts.append({name: column[rows] for name, column in piece.items()})
+        return Frame(
+            self.seconds, self.start_ms, Columns(parts), early=self.early, looked_ms=self.looked_ms
+        )
 
     def by_customer(self) -> Groups:
         groups = self._cache.get("by_customer")

@@ -3,7 +3,11 @@
 A detector is any object with a ``name``, the ``window_seconds`` it wants (one of the
 engine's windows: 10, 60 or 300) and ``evaluate(frame) -> list[Finding]``; it may keep
 state between windows (baselines, loaded feeds), and if it has a ``save_state()`` method
-the engine calls it on ``flush`` (end of a replay, shutdown). Built-in detectors are
+the engine calls it on ``flush`` (end of a replay, shutdown). A detector that can judge
+a window before it closes has ``peek(new, so_far) -> list[Finding]``: every
+``[detect] peek_seconds`` it gets a frame of the records that arrived in an open window
+since its last look and one of all the window's records so far; it must report only what
+the window's close would report too (the findings are marked ``early``). Built-in detectors are
 listed in ``BUILTIN``; other packages add theirs through the entry point group
 ``hostwarden.detectors``, each entry a factory ``(settings: DetectSettings, home: Path)
 -> Detector | None`` (None: disabled by its settings).

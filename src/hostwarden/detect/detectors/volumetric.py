@@ -34,10 +34,43 @@ of a window cut short because it was full (``frame.early``) is not folded in, it
 being of part of the window only. Distinct peers, which the baselines can also keep, are
 left out here: nothing in this detector judges them, and counting them costs a sort of
 the window's records every 10 s.
+
+Early alerts (``peek``). Judging only at a window's close reports a flood that began at
+its start after the window (10 s) plus the engine's lateness (30 s); FastNetMon, which
+counts as records arrive, reports it in about 10 s. So while a window is open, every
+look at the records that arrived since the last one does two things (findings of both
+are ``early``; an address is reported early in a category at most once a minute, which
+is what the first alert of an attack needs; every window's close reports it anyway):
+
+- *Window so far.* The new records are summed per address into the window's running
+  totals (a group-by of the new records and a merge with the totals, one row per
+  address). An address whose totals so far already reach an absolute threshold has the
+  window's records so far judged at once, as at close. Records only add to a window, so
+  this finding is one the close makes too (with larger counts); it catches a flood of
+  few large records as soon as one arrives.
+- *Arrival rate.* Per address, the records that arrived over the last ``recent_seconds``
+  (by look: the engine's clock of newest end times, which live is the time they reached
+  the collector) divided by that time: FastNetMon's way of counting, which sees a flood
+  made of many records within seconds. Because a record covering 10 s of traffic counts
+  all at once, it needs ``recent_min_records`` records' worth of evidence, counted as
+  the effective number of records (Σ packets)² / Σ packets², so that one or two big
+  records beside many small ones count as one or two; the few records of a backup, which
+  make FastNetMon ban backup hosts (bench/detect.py), never qualify. A burst can reach the
+  threshold over these seconds and not over its whole window: such a finding is about
+  the burst, and its window's close may not report it again.
+
+An attack spread over a customer's addresses below the per-address thresholds, and a
+baseline ratio alone, are found at close.
+
+Cost. A window's address table (rates and holder per address) is built from its records
+as they arrive and completed at close, so each record is grouped once whether or not the
+window was looked at early; the reports (kind, top peers and ports) read the records of
+the alerting addresses only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -59,19 +92,24 @@ from hostwarden.detect.detectors.common import port_set
 from hostwarden.detect.findings import Finding, address_text, held
 from hostwarden.detect.frame import (
     ACK,
+    I64,
     ICMP,
     ICMP6,
     SYN,
     TCP,
+    U64,
     UDP,
+    Columns,
     Frame,
     Groups,
-    regroup,
+    group_by,
     top_per_group,
 )
 
 BASELINE_FILE = "baselines.npz"
 BASELINE_METRICS = ("pps", "bps", "fps")
+#: An ongoing attack is reported early (``peek``) at most once in this time.
+EARLY_REPEAT_MS = 60_000
 #: A kind is named when more than this share of the packets is of it.
 DOMINANT = 0.5
 
@@ -164,6 +202,130 @@ class _Traffic:
 KINDS = ("reflection", "syn-flood", "udp-flood", "icmp-flood", "volumetric")
 
 
+class _Table:
+    """One window's traffic per provider-side address, built from the window's records
+    as they arrive (``peek``) and completed at its close, so that each record is grouped
+    once. A row is an address: its window rates (pps, bit/s, flows/s, each inbound then
+    outbound, over the whole window length) and the customer and instance of its first
+    record."""
+
+    def __init__(self) -> None:
+        self.hi: U64 = np.zeros(0, np.uint64)
+        self.lo: U64 = np.zeros(0, np.uint64)
+        self.customer: I64 = np.zeros(0, np.int64)
+        self.instance: I64 = np.zeros(0, np.int64)
+        self.rates: F64 = np.zeros((0, 6))
+        #: Addresses whose rates so far reached a threshold (judged early once for it).
+        self.judged: NDArray[np.bool_] = np.zeros(0, bool)
+        #: How many of the window's pieces (the engine's record slices, in order) are in.
+        self.taken = 0
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def take(self, frame: Frame, amplifying: NDArray[np.bool_]) -> _Part | None:
+        """Add the frame's pieces not taken yet; what they carried per address (None if
+        nothing new)."""
+        columns = frame.columns
+        pieces = columns.pieces if isinstance(columns, Columns) else [columns]
+        fresh = pieces[self.taken :]
+        self.taken = len(pieces)
+        part = Frame(frame.seconds, frame.start_ms, Columns(fresh)) if fresh else None
+        if part is None or part.empty():
+            return None
+        groups = part.by_local()
+        traffic = _Traffic(part, amplifying)
+        rates = np.hstack(traffic.rates(groups))
+        first = groups.first
+        hi, lo = part["local_hi"][first], part["local_lo"][first]
+        customer, instance = part["customer_id"][first], part["instance_id"][first]
+        if not len(self):
+            self.hi, self.lo, self.customer, self.instance = hi, lo, customer, instance
+            self.rates, self.judged = rates, np.zeros(len(hi), bool)
+        else:
+            self._merge(hi, lo, customer, instance, rates)
+        squares = np.bincount(groups.inverse, weights=traffic.packets**2, minlength=len(groups))
+        return _Part(hi, lo, rates * traffic.seconds, squares.astype(np.float64))
+
+    def _merge(self, hi: U64, lo: U64, customer: I64, instance: I64, rates: F64) -> None:
+        n = len(self)
+        hi, lo = np.concatenate((self.hi, hi)), np.concatenate((self.lo, lo))
+        groups = group_by(hi, lo)
+        size = len(groups)
+        joined = np.vstack((self.rates, rates))
+        self.rates = np.column_stack(
+            [np.bincount(groups.inverse, weights=c, minlength=size) for c in joined.T]
+        )
+        judged = np.zeros(size, bool)
+        judged[groups.inverse[:n][self.judged]] = True
+        self.judged = judged
+        # The first row of a group is the older one: the address's first record's holder.
+        first = groups.first
+        self.customer = np.concatenate((self.customer, customer))[first]
+        self.instance = np.concatenate((self.instance, instance))[first]
+        self.hi, self.lo = hi[first], lo[first]
+
+
+@dataclass
+class _Part:
+    """What some newly taken records carried per address: sums (not rates) of packets,
+    bits and flows, each inbound then outbound, and of each record's packets squared."""
+
+    hi: U64
+    lo: U64
+    sums: F64
+    squares: F64
+
+
+class _Arrivals:
+    """What each address's arriving records carried, per look at the open windows, for
+    the last ``seconds`` of looks: the arrival rates of ``peek``."""
+
+    def __init__(self, seconds: float, min_records: float) -> None:
+        self.span_ms = seconds * 1000
+        self.min_records = min_records
+        #: (look ms, part) per frame taken; several per look when it spans windows.
+        self.looks: list[tuple[int, _Part]] = []
+
+    def add(self, looked_ms: int, part: _Part) -> None:
+        self.looks.append((looked_ms, part))
+
+    def recent(self, now_ms: int) -> tuple[U64, U64, F64, float] | None:
+        """The addresses whose records arrived after the boundary look (the newest one
+        at least ``seconds`` before ``now_ms``, else the oldest kept: its own records
+        arrived before the span began) on enough records: their rates (as ``_over``
+        reads them) and the span in seconds. None before a second look.
+
+        "Enough" is the effective number of records, (Σ packets)² / Σ packets²: the
+        count itself for records of one size, about 1 when one record holds nearly all
+        the packets. It keeps a burst of two big records beside a hundred small ones from
+        passing as a hundred records' evidence."""
+        times = [t for t, _ in self.looks]
+        old = [t for t in times if t <= now_ms - self.span_ms]
+        boundary = max(old) if old else min(times, default=now_ms)
+        self.looks = [look for look in self.looks if look[0] >= boundary]
+        within = [part for t, part in self.looks if t > boundary]
+        seconds = (now_ms - boundary) / 1000
+        if not within or seconds <= 0:
+            return None
+        hi = np.concatenate([p.hi for p in within])
+        lo = np.concatenate([p.lo for p in within])
+        groups = group_by(hi, lo)
+        n = len(groups)
+        sums = np.vstack([p.sums for p in within])
+        totals = np.column_stack(
+            [np.bincount(groups.inverse, weights=c, minlength=n) for c in sums.T]
+        )
+        squares = np.bincount(
+            groups.inverse, weights=np.concatenate([p.squares for p in within]), minlength=n
+        )
+        packets = totals[:, 0] + totals[:, 1]
+        effective = packets**2 / np.maximum(squares, 1e-9)
+        enough = np.flatnonzero(effective >= self.min_records)
+        first = groups.first[enough]
+        return hi[first], lo[first], totals[enough] / seconds, seconds
+
+
 class VolumetricDetector:
     name = "volumetric"
 
@@ -172,41 +334,124 @@ class VolumetricDetector:
         self.window_seconds: int = settings.window_seconds
         self.baselines = baselines
         self.amplifying = port_set(settings.amplification_ports)
+        #: The open windows' address tables, by window start (ms).
+        self._open: dict[int, _Table] = {}
+        #: (address, category) → window start of its last early finding.
+        self._early_at: dict[tuple[str, str], int] = {}
+        self._arrivals = (
+            _Arrivals(settings.recent_seconds, settings.recent_min_records)
+            if settings.recent_seconds > 0
+            else None
+        )
 
     def evaluate(self, frame: Frame) -> list[Finding]:
-        if frame.empty():
+        table = self._open.pop(frame.start_ms, None) or _Table()
+        # Tables of older windows whose close never came (a detector error) go too.
+        for start in [t for t in self._open if t < frame.start_ms]:
+            del self._open[start]
+        done = frame.start_ms - EARLY_REPEAT_MS
+        self._early_at = {k: t for k, t in self._early_at.items() if t > done}
+        table.take(frame, self.amplifying)
+        return self._judge(table, frame)
+
+    def peek(self, new: Frame, so_far: Frame) -> list[Finding]:
+        """Take the records that arrived in an open window since the last look into its
+        table and the arrival rates; judge what reached a threshold (module
+        docstring)."""
+        table = self._open.get(so_far.start_ms)
+        if table is None:
+            table = self._open[so_far.start_ms] = _Table()
+        part = table.take(so_far, self.amplifying)
+        if part is None:
             return []
-        traffic = _Traffic(frame, self.amplifying)
-        groups = frame.by_local()
-        pps, bps, fps = traffic.rates(groups)
-        active = np.flatnonzero((pps[:, 1] > 0) | (fps[:, 1] > 0))
-        first = groups.first[active]
-        keys = Keys(frame["local_hi"][first], frame["local_lo"][first], frame["instance_id"][first])
+        findings: list[Finding] = []
+        start = so_far.start_ms
+        over = self._over(table.rates)
+        crossed = over & ~table.judged
+        if crossed.any():
+            table.judged |= over
+            for row in np.flatnonzero(crossed).tolist():
+                ip = address_text(table.hi[row], table.lo[row])
+                out, into = self._over_each(table.rates[row])
+                crossed[row] = (out and self._news(ip, "ddos-out", start)) or (
+                    into and self._news(ip, "ddos-in", start)
+                )
+            if crossed.any():
+                findings += self._told(self._judge(table, so_far, only=crossed), start)
+        if self._arrivals is not None and new.looked_ms is not None:
+            self._arrivals.add(new.looked_ms, part)
+            if new.start_ms <= new.looked_ms < new.end_ms:  # the look's last frame
+                findings += self._told(self._recent(so_far, new.looked_ms), start)
+        return findings
+
+    def _news(self, ip: str, category: str, start_ms: int) -> bool:
+        """Whether an early finding on ``ip`` in ``category`` would be news: none was
+        made in the last ``EARLY_REPEAT_MS`` (an ongoing attack is reported early once
+        a minute; every window's close still reports it)."""
+        last = self._early_at.get((ip, category))
+        return last is None or start_ms - last >= EARLY_REPEAT_MS
+
+    def _told(self, findings: list[Finding], start_ms: int) -> list[Finding]:
+        """Those of ``findings`` that are news (``_news``); they are now told."""
+        new = [f for f in findings if self._news(f.ip, f.category, start_ms)]
+        for finding in new:
+            self._early_at[(finding.ip, finding.category)] = start_ms
+        return new
+
+    def save_state(self) -> None:
+        self.baselines.save()
+
+    def _over_each(self, rates: F64) -> tuple[bool, bool]:
+        """For one row of rates, whether it reaches an outbound and an inbound
+        threshold."""
+        s = self.settings
+        out = rates[1] >= s.out_pps or rates[3] >= s.out_mbps * 1e6 or rates[5] >= s.out_fps
+        into = rates[0] >= s.in_pps or rates[2] >= s.in_mbps * 1e6
+        return bool(out), bool(into)
+
+    def _over(self, rates: F64) -> NDArray[np.bool_]:
+        """Per row of rates (pps in, out; bit/s in, out; flows/s in, out), whether one
+        reaches an absolute per-address threshold."""
+        s = self.settings
+        over: NDArray[np.bool_] = (
+            (rates[:, 1] >= s.out_pps)
+            | (rates[:, 3] >= s.out_mbps * 1e6)
+            | (rates[:, 5] >= s.out_fps)
+            | (rates[:, 0] >= s.in_pps)
+            | (rates[:, 2] >= s.in_mbps * 1e6)
+        )
+        return over
+
+    def _judge(
+        self, table: _Table, frame: Frame, only: NDArray[np.bool_] | None = None
+    ) -> list[Finding]:
+        """Judge the window's address table (whole at close, so far on a peek, and then
+        ``only`` the addresses that just reached a threshold, customers left to the
+        close); ``frame`` holds the records, read for the reports."""
+        if not len(table):
+            return []
+        rates = table.rates
+        sending = (rates[:, 1] > 0) | (rates[:, 5] > 0)
+        active = np.flatnonzero(sending if only is None else sending & only)
+        keys = Keys(table.hi[active], table.lo[active], table.instance[active])
         slot = hour_of_week(frame.start_ms)
         expected = self.baselines.expected(keys, slot)
-        observed = np.column_stack((pps[active, 1], bps[active, 1], fps[active, 1]))
-
-        findings, reported, flagged = self._outbound(
-            frame, traffic, active, observed, expected, slot
-        )
-        outbound_rates = np.column_stack((pps[:, 1], bps[:, 1], fps[:, 1]))
-        findings += self._customers(frame, traffic, outbound_rates, reported)
-        findings += self._inbound(frame, traffic, pps[:, 0], bps[:, 0])
-
+        observed = rates[active][:, [1, 3, 5]]
+        findings, reported, flagged = self._outbound(table, frame, active, observed, expected, slot)
+        if only is None:
+            findings += self._customers(table, frame, reported)
+        findings += self._inbound(table, frame, only)
         if not frame.early:
             self.baselines.update(keys, slot, observed, frame.end_ms, flagged)
         self.baselines.maybe_save()
         return findings
 
-    def save_state(self) -> None:
-        self.baselines.save()
-
     # --- outbound, per address -----------------------------------------------------------
 
     def _outbound(
         self,
+        table: _Table,
         frame: Frame,
-        traffic: _Traffic,
         active: NDArray[np.intp],
         observed: F64,
         expected: Expected,
@@ -226,12 +471,11 @@ class VolumetricDetector:
         hit = np.flatnonzero(flagged)
         if not len(hit):
             return [], set(), flagged
-        groups = frame.by_local()
-        wanted = active[hit]
-        report = _Report(self, frame, traffic, groups, wanted, traffic.outbound)
+        rows = active[hit]
+        report = _Report.of_addresses(self, frame, table.hi[rows], table.lo[rows], True)
         findings: list[Finding] = []
         reported: set[int] = set()
-        for i, g in zip(hit.tolist(), wanted.tolist(), strict=True):
+        for i, g in zip(hit.tolist(), report.wanted.tolist(), strict=True):
             reasons = _threshold_reasons(
                 observed[i], (s.out_pps, s.out_mbps, s.out_fps), "pps", "Mbit/s", "flows/s"
             )
@@ -254,40 +498,46 @@ class VolumetricDetector:
 
     # --- outbound, per customer ----------------------------------------------------------
 
-    def _customers(
-        self, frame: Frame, traffic: _Traffic, address_rates: F64, reported: set[int]
-    ) -> list[Finding]:
-        """``address_rates``: outbound pps, bps, flows/s of each address group."""
+    def _customers(self, table: _Table, frame: Frame, reported: set[int]) -> list[Finding]:
         s = self.settings
-        # Customers from the address groups (few) rather than the records (many); an
-        # address counts for the customer of its first record in the window.
-        addresses = frame.by_local()
-        customers, customer_of = regroup(addresses, frame["customer_id"][addresses.first])
+        # Customers from the address table (an address counts for the customer of its
+        # first record in the window), then the records of the few that alert.
+        out = table.rates[:, [1, 3, 5]]
+        customers = group_by(table.customer)
+        n = len(customers)
         pps, bps, fps = (
-            np.bincount(customer_of, weights=address_rates[:, m], minlength=len(customers))
-            for m in range(3)
+            np.bincount(customers.inverse, weights=out[:, m], minlength=n) for m in range(3)
         )
-        customer_ids = frame["customer_id"][customers.first]
+        customer_ids = table.customer[customers.first]
         over = (
             (pps >= s.customer_pps) | (bps >= s.customer_mbps * 1e6) | (fps >= s.customer_fps)
         ) & (customer_ids >= 0)
-        wanted = np.array(
-            [c for c in np.flatnonzero(over).tolist() if int(customer_ids[c]) not in reported],
-            np.intp,
-        )
-        if not len(wanted):
+        wanted = [c for c in np.flatnonzero(over).tolist() if int(customer_ids[c]) not in reported]
+        if not wanted:
             return []
-        report = _Report(self, frame, traffic, customers, wanted, traffic.outbound)
-        sending = (address_rates[:, 0] > 0) | (address_rates[:, 2] > 0)
+        sending = (out[:, 0] > 0) | (out[:, 2] > 0)
+        theirs = [np.flatnonzero((customers.inverse == c) & sending) for c in wanted]
+        for c, mine in enumerate(theirs):
+            theirs[c] = mine[np.argsort(-out[mine, 0], kind="stable")]
+        everyone = np.concatenate(theirs)
+        sub = frame.of_addresses(table.hi[everyone], table.lo[everyone])
+        # The records grouped by the customer their address counts for.
+        owner = np.full(len(sub), -1, np.int64)
+        for c, mine in zip(wanted, theirs, strict=True):
+            owner[_rows_matching(sub, table.hi[mine], table.lo[mine])] = c
+        groups = group_by(owner)
+        index = {int(owner[row]): g for g, row in enumerate(groups.first.tolist())}
+        traffic = _Traffic(sub, self.amplifying)
+        chosen = np.array([index[c] for c in wanted], np.intp)
+        report = _Report(self, sub, traffic, groups, chosen, traffic.outbound)
         findings: list[Finding] = []
-        for c in wanted.tolist():
-            mine = np.flatnonzero((customer_of == c) & sending)
-            mine = mine[np.argsort(-address_rates[mine, 0], kind="stable")]
+        for c, g, mine in zip(wanted, chosen.tolist(), theirs, strict=True):
+            busiest = mine[0]
             # The busiest address's first record: the finding's address and instance.
-            row = int(addresses.first[mine[0]])
-            counts = report.counts(c)
+            row = int(_rows_matching(sub, table.hi[mine[:1]], table.lo[mine[:1]])[0])
+            counts = report.counts(g)
             counts["addresses"] = len(mine)
-            counts["busiest_pps"] = round(float(address_rates[mine[0], 0]), 3)
+            counts["busiest_pps"] = round(float(out[busiest, 0]), 3)
             reasons = _threshold_reasons(
                 np.array([pps[c], bps[c], fps[c]]),
                 (s.customer_pps, s.customer_mbps, s.customer_fps),
@@ -296,34 +546,88 @@ class VolumetricDetector:
                 "flows/s",
                 scope="customer ",
             )
-            first = addresses.first[mine[:5]]
             named = ", ".join(
                 address_text(hi, lo)
-                for hi, lo in zip(frame["local_hi"][first], frame["local_lo"][first], strict=True)
+                for hi, lo in zip(table.hi[mine[:5]], table.lo[mine[:5]], strict=True)
             )
             lead = (
                 f"customer {int(customer_ids[c])}'s {len(mine)} addresses together "
                 f"(busiest {named})"
             )
-            findings.append(report.finding(c, "ddos-out", "outbound", counts, reasons, lead, row))
+            findings.append(report.finding(g, "ddos-out", "outbound", counts, reasons, lead, row))
         return findings
 
     # --- inbound -------------------------------------------------------------------------
 
-    def _inbound(self, frame: Frame, traffic: _Traffic, pps: F64, bps: F64) -> list[Finding]:
+    def _inbound(
+        self, table: _Table, frame: Frame, only: NDArray[np.bool_] | None
+    ) -> list[Finding]:
         s = self.settings
-        groups = frame.by_local()
-        hit = np.flatnonzero((pps >= s.in_pps) | (bps >= s.in_mbps * 1e6))
+        pps, bps = table.rates[:, 0], table.rates[:, 2]
+        over = (pps >= s.in_pps) | (bps >= s.in_mbps * 1e6)
+        hit = np.flatnonzero(over if only is None else over & only)
         if not len(hit):
             return []
-        report = _Report(self, frame, traffic, groups, hit, traffic.inbound)
+        report = _Report.of_addresses(self, frame, table.hi[hit], table.lo[hit], False)
         findings = []
-        for g in hit.tolist():
+        for i, g in zip(hit.tolist(), report.wanted.tolist(), strict=True):
             reasons = _threshold_reasons(
-                np.array([pps[g], bps[g]]), (s.in_pps, s.in_mbps), "pps", "Mbit/s"
+                np.array([pps[i], bps[i]]), (s.in_pps, s.in_mbps), "pps", "Mbit/s"
             )
             findings.append(report.finding(g, "ddos-in", "inbound", report.counts(g), reasons))
         return findings
+
+    # --- early, on arrival rates ---------------------------------------------------------
+
+    def _recent(self, frame: Frame, now_ms: int) -> list[Finding]:
+        """Findings on the addresses whose arrival rates reach a threshold at the look
+        at ``now_ms`` and were not reported early in this window yet, with their records
+        of the window so far (``frame``) as evidence."""
+        if self._arrivals is None:
+            return []
+        s = self.settings
+        recent = self._arrivals.recent(now_ms)
+        if recent is None:
+            return []
+        hi, lo, rates, seconds = recent
+        hit = np.flatnonzero(self._over(rates))
+        findings: list[Finding] = []
+        for i in hit.tolist():
+            outbound = self._over_each(rates[i])[0]
+            category, direction = ("ddos-out", "outbound") if outbound else ("ddos-in", "inbound")
+            if not self._news(address_text(hi[i], lo[i]), category, frame.start_ms):
+                continue  # an ongoing attack, reported early less than a minute ago
+            report = _Report.of_addresses(self, frame, hi[i : i + 1], lo[i : i + 1], outbound)
+            if not len(report.wanted):
+                continue  # its records arrived in an older window only
+            g = int(report.wanted[0])
+            column = 1 if outbound else 0
+            counts = report.counts(g)
+            counts.update(
+                pps=round(float(rates[i, column]), 3),
+                mbps=round(float(rates[i, 2 + column]) / 1e6, 3),
+                fps=round(float(rates[i, 4 + column]), 3),
+                recent_seconds=round(seconds, 3),
+            )
+            if outbound:
+                limits: tuple[float, ...] = (s.out_pps, s.out_mbps, s.out_fps)
+                units: tuple[str, ...] = ("pps", "Mbit/s", "flows/s")
+                reasons = _threshold_reasons(rates[i, [1, 3, 5]], limits, *units)
+            else:
+                limits = (s.in_pps, s.in_mbps)
+                reasons = _threshold_reasons(rates[i, [0, 2]], limits, "pps", "Mbit/s")
+            span = f"in the records that arrived over the last {figure(seconds)} s"
+            findings.append(report.finding(g, category, direction, counts, reasons, span=span))
+        return findings
+
+
+def _rows_matching(frame: Frame, hi: U64, lo: U64) -> NDArray[np.intp]:
+    """The frame's rows whose provider-side address is one of (``hi``, ``lo``)."""
+    keep = np.zeros(len(frame), dtype=bool)
+    high, low = frame["local_hi"], frame["local_lo"]
+    for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
+        keep |= (high == h) & (low == v)
+    return np.flatnonzero(keep)
 
 
 class _Report:
@@ -343,6 +647,7 @@ class _Report:
         self.frame = frame
         self.traffic = traffic
         self.groups = groups
+        self.wanted = wanted
         top = self.settings.top
         remote = [frame["remote_hi"], frame["remote_lo"]]
         self.kind = dict(
@@ -357,6 +662,25 @@ class _Report:
             groups.sum(traffic.bits, in_wanted) / 8.0,
             groups.sum(traffic.flows, in_wanted),
         )
+
+    @classmethod
+    def of_addresses(
+        cls, detector: VolumetricDetector, frame: Frame, hi: U64, lo: U64, outbound: bool
+    ) -> _Report:
+        """A report on the addresses (``hi``, ``lo``) from their records in ``frame``,
+        one direction; ``wanted`` holds their groups in the same order (an address
+        with no record in the frame is left out)."""
+        sub = frame.of_addresses(hi, lo)
+        groups = sub.by_local()
+        first_hi, first_lo = sub["local_hi"][groups.first], sub["local_lo"][groups.first]
+        wanted = [
+            int(found[0])
+            for h, v in zip(hi.tolist(), lo.tolist(), strict=True)
+            if len(found := np.flatnonzero((first_hi == h) & (first_lo == v)))
+        ]
+        traffic = _Traffic(sub, detector.amplifying)
+        mask = traffic.outbound if outbound else traffic.inbound
+        return cls(detector, sub, traffic, groups, np.array(wanted, np.intp), mask)
 
     def counts(self, g: int) -> dict[str, float]:
         seconds = self.traffic.seconds
@@ -380,6 +704,7 @@ class _Report:
         reasons: list[str],
         who: str | None = None,
         row: int | None = None,
+        span: str | None = None,
     ) -> Finding:
         frame = self.frame
         if row is None:
@@ -398,7 +723,7 @@ class _Report:
             f"{figure(counts['fps'])} flows/s"
         )
         who = who or ip
-        span = f"in {frame.seconds} s"
+        span = span or f"in {frame.seconds} s"
         if direction == "outbound" and kind == "reflection":
             text = (
                 f"{who} answered as an abused reflector: {rates} of responses from UDP port "
