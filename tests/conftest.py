@@ -206,6 +206,22 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
             ],
         )
         page = browser.new_page(locale="en-US")
+        # What the page asked and got, and what its scripts said: printed when a test
+        # fails, as a screenshot cannot tell a lost click from a failed request.
+        events: list[str] = []
+        started = time.monotonic()
+
+        def note(text: str) -> None:
+            events.append(f"{time.monotonic() - started:7.3f}s {text}")
+
+        page.on("request", lambda r: note(f"→ {r.method} {r.url}"))
+        page.on("response", lambda r: note(f"← {r.status} {r.request.method} {r.url}"))
+        page.on("requestfailed", lambda r: note(f"✘ {r.method} {r.url}: {r.failure}"))
+        page.on("console", lambda m: note(f"console {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: note(f"page error: {e}"))
+        page.on(
+            "framenavigated", lambda f: note(f"navigated {f.url}") if f == page.main_frame else None
+        )
         try:
             yield page
         finally:
@@ -215,4 +231,6 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
                 shot = ARTIFACTS / f"{request.node.name}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 print(f"screenshot of the failure: {shot}")
+                print("the page's requests, responses and messages:")
+                print("\n".join(events[-80:]))
             browser.close()

@@ -47,3 +47,44 @@ def test_admin_signs_in_creates_a_user_and_sees_it_in_the_audit_trail(
     expect(page.locator("nav")).to_contain_text("审计日志")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console-audit-zh.png"), full_page=True)
+
+
+def test_a_console_request_that_fails_says_why_instead_of_doing_nothing(
+    live_server: str, initialised: Initialised, browser_page: object
+) -> None:
+    """htmx swaps nothing on an error answer: the banner must say what went wrong."""
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    page.goto(f"{live_server}/flows/integrity")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", initialised.admin_password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{live_server}/flows/integrity")
+    banner = page.get_by_test_id("request-error")
+    expect(banner).to_be_hidden()
+
+    # A tab left open across a new sign-in elsewhere carries a token that no longer
+    # matches: the server refuses the request with 403.
+    page.wait_for_function("window.htmx !== undefined")
+    page.evaluate(
+        """() => { const b = document.body; b.dataset.kept = b.getAttribute('hx-headers');
+                   b.setAttribute('hx-headers', '{"X-CSRF-Token": "stale"}'); }"""
+    )
+    page.get_by_test_id("run-verify").click()
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("That did not work: the form's security token")
+    expect(page.get_by_test_id("verify-never")).to_be_visible()
+
+    # The same click with the right token goes through and clears the complaint.
+    page.evaluate("() => document.body.setAttribute('hx-headers', document.body.dataset.kept)")
+    page.get_by_test_id("run-verify").click()
+    expect(page.get_by_test_id("verify-ok")).to_be_visible(timeout=30_000)
+    expect(banner).to_be_hidden()
+
+    page.click("header >> text=简体中文")
+    page.wait_for_function("window.htmx !== undefined")
+    page.evaluate("""() => document.body.setAttribute('hx-headers', '{"X-CSRF-Token": "x"}')""")
+    page.get_by_test_id("run-verify").click()
+    expect(banner).to_contain_text("操作未成功：")
