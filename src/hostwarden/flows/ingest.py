@@ -34,16 +34,25 @@ def attribute_batch(index: attribution.AttributionIndex, batch: FlowBatch) -> Fl
     if not len(batch):
         return batch
     times = batch["start"]
-    c_src, i_src = attribution.attribute_many(index, (batch["src_hi"], batch["src_lo"]), times)
-    c_dst, i_dst = attribution.attribute_many(index, (batch["dst_hi"], batch["dst_lo"]), times)
-    src_held = c_src >= 0
-    dst_held = c_dst >= 0
+    customer, instance = attribution.attribute_many(
+        index, (batch["src_hi"], batch["src_lo"]), times
+    )
+    local_side = np.where(customer >= 0, LOCAL_SRC, LOCAL_NONE).astype(np.uint8)
+    # The destination decides only where nobody held the source (the source side wins
+    # when both are the provider's): about half the records of a provider's traffic.
+    rows = np.flatnonzero(customer < 0)
+    if rows.size:
+        c_dst, i_dst = attribution.attribute_many(
+            index, (batch["dst_hi"][rows], batch["dst_lo"][rows]), times[rows]
+        )
+        held = c_dst >= 0
+        local_side[rows[held]] = LOCAL_DST
+        customer[rows] = c_dst
+        instance[rows] = i_dst
     columns = dict(batch.columns)
-    columns["local_side"] = np.where(
-        src_held, LOCAL_SRC, np.where(dst_held, LOCAL_DST, LOCAL_NONE)
-    ).astype(np.uint8)
-    columns["customer_id"] = np.where(src_held, c_src, c_dst)
-    columns["instance_id"] = np.where(src_held, i_src, i_dst)
+    columns["local_side"] = local_side
+    columns["customer_id"] = customer
+    columns["instance_id"] = instance
     return FlowBatch(columns)
 
 
