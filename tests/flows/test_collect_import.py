@@ -237,3 +237,28 @@ def test_a_port_that_cannot_be_bound_is_a_clear_error(
     assert result.exit_code == 1
     assert "cannot listen for sflow" in result.output
     assert "[flows] listeners" in result.output
+
+
+def test_a_listener_gets_its_whole_receive_buffer_where_the_process_may_force_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hostwarden.flows import collector
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    if rmem_max >= collector.RECEIVE_BUFFER:
+        pytest.skip("net.core.rmem_max already allows the whole buffer here")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listener = FlowListener(protocol="netflow", host="127.0.0.1", port=port)
+    # Linux reports twice the buffer it grants (its bookkeeping included).
+    with collector.open_listener(listener) as sock:
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if os.geteuid() == 0:  # CAP_NET_ADMIN: past rmem_max with SO_RCVBUFFORCE
+        assert granted == 2 * collector.RECEIVE_BUFFER
+    else:
+        assert granted <= 2 * rmem_max
+    # Without the option (other systems, or refused), SO_RCVBUF's capped buffer stands.
+    monkeypatch.setattr(collector, "_SO_RCVBUFFORCE", None)
+    with collector.open_listener(listener) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * rmem_max
