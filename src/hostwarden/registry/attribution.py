@@ -273,7 +273,7 @@ class _Level:
         self._from, self._to = view(self.from_us), view(self.to_us)
         self._assignment = view(self.assignment_id)
         self._customer, self._instance = view(self.customer_id), view(self.instance_id)
-        if self.same_hi and self.length >= 64 and len(self.lo):
+        if self.same_hi and self.length > 64 and len(self.lo):  # shifts below 64 bits
             self._shift = 128 - self.length
             slots = ((self.lo - self.lo[0]) >> np.uint64(self._shift)).astype(np.int64)
             if int(slots[-1]) < DENSE_SLOTS:
