@@ -267,7 +267,7 @@ class CollectorWorker:
                     drained += self._drain(key.data)
                 if 0 < drained < GATHER_BELOW:
                     # A wakeup for a datagram or two costs about as much CPU as reading
-                    # them: let a millisecond's worth gather in the socket buffer.
+                    # them: let a few milliseconds' worth gather in the socket buffer.
                     time.sleep(GATHER_SECONDS)
                 now = time.monotonic()
                 if len(self._received) >= DECODE_DATAGRAMS or (
@@ -299,10 +299,10 @@ class CollectorWorker:
 
     def _drain(self, sock: socket.socket) -> int:
         """Read what the socket holds (up to DRAIN_PER_WAKEUP datagrams); how many were
-        read. Decoding waits
-        until DECODE_DATAGRAMS datagrams or DECODE_SECONDS have gathered: one decode call
-        has a fixed cost of about 0.2 ms, so decoding each wakeup's one or two datagrams
-        on a quiet network cost ten times the CPU of decoding them in batches."""
+        read. Decoding waits until DECODE_DATAGRAMS datagrams or DECODE_SECONDS have
+        gathered: one decode call has a fixed cost of about 0.2 ms, so decoding each
+        wakeup's one or two datagrams on a quiet network cost ten times the CPU of
+        decoding them in batches."""
         now_ms = int(time.time() * 1000)
         if not self._received:
             self._received_since = time.monotonic()

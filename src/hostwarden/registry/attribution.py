@@ -327,7 +327,7 @@ class _Level:
         Only the addresses between the level's first and last prefix are searched: in a
         batch of flow records about half of them are remote peers, far outside the
         provider's ranges, and comparing with two bounds costs a few nanoseconds an
-        address where a search costs thirty (bench/ingest.py)."""
+        address where a search costs about seventy (bench/ingest.py)."""
         found = np.full(len(hi), -1, dtype=np.int64)
         if not len(self.lo):
             return found
