@@ -182,6 +182,22 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
+def browser_sign_in(
+    page: object, server: str, path: str, username: str, password: str, *, lands_on: str = ""
+) -> None:
+    """Open ``path`` signed out, check that it sends to the login page, sign in there and
+    wait to be back on ``path`` (or ``lands_on``, where ``path`` redirects)."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(f"{server}{path}")
+    expect(page).to_have_url(f"{server}/login?next={path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{server}{lands_on or path}")
+
+
 @pytest.fixture
 def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
     """A page in Debian's chromium, driven by Playwright (no browser download); a failing

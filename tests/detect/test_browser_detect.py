@@ -8,7 +8,7 @@ import pytest
 
 from hostwarden.core.runtime import Runtime
 from hostwarden.flows.store.parquet import ParquetStore
-from tests.conftest import ARTIFACTS, Initialised
+from tests.conftest import ARTIFACTS, Initialised, browser_sign_in
 from tests.detect.test_web_detect import FLOODER, SCANNER, raise_alerts, scan_records
 
 pytestmark = pytest.mark.browser
@@ -26,11 +26,9 @@ def test_in_a_browser_open_alerts_and_their_chart_and_suppress_in_english_and_ch
     store.close()
     page = browser_page
     assert isinstance(page, Page)
-    page.goto(f"{live_server}/detect")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", initialised.admin_password)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(f"{live_server}/alerts")
+    browser_sign_in(
+        page, live_server, "/detect", "admin", initialised.admin_password, lands_on="/alerts"
+    )
 
     listing = page.get_by_test_id("alerts")
     expect(listing.locator("tbody tr")).to_have_count(2)

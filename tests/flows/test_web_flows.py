@@ -32,7 +32,7 @@ from hostwarden.flows.web import (
     traffic_chart,
     verify_runner,
 )
-from tests.conftest import ARTIFACTS, Initialised, make_user
+from tests.conftest import ARTIFACTS, Initialised, browser_sign_in, make_user
 from tests.flows.store_support import MAY_1, v4
 from tests.flows.test_store_conformance import use_backend
 from tests.web.test_console import sign_in
@@ -541,11 +541,7 @@ def test_in_a_browser_search_flows_then_verify_the_store_in_english_and_chinese(
     store.close()
     page = browser_page
     assert isinstance(page, Page)
-    page.goto(f"{live_server}/flows")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", initialised.admin_password)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(f"{live_server}/flows")
+    browser_sign_in(page, live_server, "/flows", "admin", initialised.admin_password)
 
     form = page.get_by_test_id("flow-search")
     form.locator("input[name=from]").fill("2026-05-01T17:00:00+08:00")

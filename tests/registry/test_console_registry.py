@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from hostwarden.core import audit
 from hostwarden.core.runtime import Actor, Runtime, new_request_id, system_actor
 from hostwarden.registry import commitments, customers, inventory, verification
-from tests.conftest import ARTIFACTS, make_user
+from tests.conftest import ARTIFACTS, browser_sign_in, make_user
 from tests.web.test_console import HTML, sign_in
 
 PASSWORD = "reviewer-password-1"
@@ -204,11 +204,7 @@ def test_in_a_browser_a_reviewer_approves_a_pending_customer_and_the_gate_flips(
     customer_id, _ = admitted_but_unverified(runtime)
     page = browser_page
     assert isinstance(page, Page)
-    page.goto(f"{live_server}/customers/review")
-    page.fill("input[name=username]", sales)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(f"{live_server}/customers/review")
+    browser_sign_in(page, live_server, "/customers/review", sales, PASSWORD)
 
     page.goto(f"{live_server}/customers/{customer_id}")
     page.get_by_test_id("gate-check").click()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ARTIFACTS, Initialised
+from tests.conftest import ARTIFACTS, Initialised, browser_sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -17,12 +17,7 @@ def test_admin_signs_in_creates_a_user_and_sees_it_in_the_audit_trail(
     page = browser_page
     assert isinstance(page, Page)
     server = live_server
-    page.goto(f"{server}/users")
-    expect(page).to_have_url(f"{server}/login?next=/users")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", initialised.admin_password)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(f"{server}/users")
+    browser_sign_in(page, server, "/users", "admin", initialised.admin_password)
     expect(page.get_by_test_id("whoami")).to_have_text("admin")
 
     form = page.get_by_test_id("new-user")
@@ -57,11 +52,7 @@ def test_a_console_request_that_fails_says_why_instead_of_doing_nothing(
 
     page = browser_page
     assert isinstance(page, Page)
-    page.goto(f"{live_server}/flows/integrity")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", initialised.admin_password)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(f"{live_server}/flows/integrity")
+    browser_sign_in(page, live_server, "/flows/integrity", "admin", initialised.admin_password)
     banner = page.get_by_test_id("request-error")
     expect(banner).to_be_hidden()
 
