@@ -264,6 +264,20 @@ def top_per_group(
     return result
 
 
+def address_rows(high: U64, low: U64, hi: U64, lo: U64) -> NDArray[np.intp]:
+    """The rows of address columns (``high``, ``low``) that hold one of the few addresses
+    (``hi``, ``lo``): the low words narrow the rows first, then each address is compared
+    (no sort of the columns)."""
+    rows = np.flatnonzero(np.isin(low, lo))
+    if not len(rows):
+        return rows
+    high, low = high[rows], low[rows]
+    keep = np.zeros(len(rows), dtype=bool)
+    for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
+        keep |= (high == h) & (low == v)
+    return rows[keep]
+
+
 @dataclass
 class Frame:
     """The records of one window: ``[start_ms, start_ms + seconds * 1000)`` by end time."""
@@ -306,14 +320,7 @@ class Frame:
         pieces = self.columns.pieces if isinstance(self.columns, Columns) else [self.columns]
         parts: list[dict[str, NDArray[Any]]] = []
         for piece in pieces:
-            low = piece["local_lo"]
-            rows = np.flatnonzero(np.isin(low, lo))
-            if len(rows):
-                high, low = piece["local_hi"][rows], low[rows]
-                keep = np.zeros(len(rows), dtype=bool)
-                for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
-                    keep |= (high == h) & (low == v)
-                rows = rows[keep]
+            rows = address_rows(piece["local_hi"], piece["local_lo"], hi, lo)
             parts.append({name: column[rows] for name, column in piece.items()})
         return Frame(
             self.seconds, self.start_ms, Columns(parts), early=self.early, looked_ms=self.looked_ms

@@ -102,6 +102,7 @@ from hostwarden.detect.frame import (
     Columns,
     Frame,
     Groups,
+    address_rows,
     group_by,
     top_per_group,
 )
@@ -366,15 +367,15 @@ class VolumetricDetector:
             return []
         findings: list[Finding] = []
         start = so_far.start_ms
-        over = self._over(table.rates)
+        out, into = self._over(table.rates)
+        over = out | into
         crossed = over & ~table.judged
         if crossed.any():
             table.judged |= over
             for row in np.flatnonzero(crossed).tolist():
                 ip = address_text(table.hi[row], table.lo[row])
-                out, into = self._over_each(table.rates[row])
-                crossed[row] = (out and self._news(ip, "ddos-out", start)) or (
-                    into and self._news(ip, "ddos-in", start)
+                crossed[row] = (out[row] and self._news(ip, "ddos-out", start)) or (
+                    into[row] and self._news(ip, "ddos-in", start)
                 )
             if crossed.any():
                 findings += self._told(self._judge(table, so_far, only=crossed), start)
@@ -401,26 +402,17 @@ class VolumetricDetector:
     def save_state(self) -> None:
         self.baselines.save()
 
-    def _over_each(self, rates: F64) -> tuple[bool, bool]:
-        """For one row of rates, whether it reaches an outbound and an inbound
-        threshold."""
+    def _over(self, rates: F64) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """Per row of rates (pps in, out; bit/s in, out; flows/s in, out), whether it
+        reaches an absolute per-address threshold outbound, and inbound."""
         s = self.settings
-        out = rates[1] >= s.out_pps or rates[3] >= s.out_mbps * 1e6 or rates[5] >= s.out_fps
-        into = rates[0] >= s.in_pps or rates[2] >= s.in_mbps * 1e6
-        return bool(out), bool(into)
-
-    def _over(self, rates: F64) -> NDArray[np.bool_]:
-        """Per row of rates (pps in, out; bit/s in, out; flows/s in, out), whether one
-        reaches an absolute per-address threshold."""
-        s = self.settings
-        over: NDArray[np.bool_] = (
+        out = (
             (rates[:, 1] >= s.out_pps)
             | (rates[:, 3] >= s.out_mbps * 1e6)
             | (rates[:, 5] >= s.out_fps)
-            | (rates[:, 0] >= s.in_pps)
-            | (rates[:, 2] >= s.in_mbps * 1e6)
         )
-        return over
+        into = (rates[:, 0] >= s.in_pps) | (rates[:, 2] >= s.in_mbps * 1e6)
+        return out, into
 
     def _judge(
         self, table: _Table, frame: Frame, only: NDArray[np.bool_] | None = None
@@ -459,8 +451,8 @@ class VolumetricDetector:
     ) -> tuple[list[Finding], set[int], NDArray[np.bool_]]:
         """The findings, the customers they name, and which active addresses alerted."""
         s = self.settings
-        pps, bps, fps = observed[:, 0], observed[:, 1], observed[:, 2]
-        over = (pps >= s.out_pps) | (bps >= s.out_mbps * 1e6) | (fps >= s.out_fps)
+        pps = observed[:, 0]
+        over = self._over(table.rates[active])[0]
         base = expected.values
         usable = expected.observations >= s.baseline_min_observations
         ratios = observed / np.maximum(base, 1e-9)
@@ -521,10 +513,11 @@ class VolumetricDetector:
             theirs[c] = mine[np.argsort(-out[mine, 0], kind="stable")]
         everyone = np.concatenate(theirs)
         sub = frame.of_addresses(table.hi[everyone], table.lo[everyone])
+        local = sub["local_hi"], sub["local_lo"]
         # The records grouped by the customer their address counts for.
         owner = np.full(len(sub), -1, np.int64)
         for c, mine in zip(wanted, theirs, strict=True):
-            owner[_rows_matching(sub, table.hi[mine], table.lo[mine])] = c
+            owner[address_rows(*local, table.hi[mine], table.lo[mine])] = c
         groups = group_by(owner)
         index = {int(owner[row]): g for g, row in enumerate(groups.first.tolist())}
         traffic = _Traffic(sub, self.amplifying)
@@ -534,7 +527,7 @@ class VolumetricDetector:
         for c, g, mine in zip(wanted, chosen.tolist(), theirs, strict=True):
             busiest = mine[0]
             # The busiest address's first record: the finding's address and instance.
-            row = int(_rows_matching(sub, table.hi[mine[:1]], table.lo[mine[:1]])[0])
+            row = int(address_rows(*local, table.hi[mine[:1]], table.lo[mine[:1]])[0])
             counts = report.counts(g)
             counts["addresses"] = len(mine)
             counts["busiest_pps"] = round(float(out[busiest, 0]), 3)
@@ -564,7 +557,7 @@ class VolumetricDetector:
     ) -> list[Finding]:
         s = self.settings
         pps, bps = table.rates[:, 0], table.rates[:, 2]
-        over = (pps >= s.in_pps) | (bps >= s.in_mbps * 1e6)
+        over = self._over(table.rates)[1]
         hit = np.flatnonzero(over if only is None else over & only)
         if not len(hit):
             return []
@@ -590,10 +583,11 @@ class VolumetricDetector:
         if recent is None:
             return []
         hi, lo, rates, seconds = recent
-        hit = np.flatnonzero(self._over(rates))
+        out, into = self._over(rates)
+        hit = np.flatnonzero(out | into)
         findings: list[Finding] = []
         for i in hit.tolist():
-            outbound = self._over_each(rates[i])[0]
+            outbound = bool(out[i])
             category, direction = ("ddos-out", "outbound") if outbound else ("ddos-in", "inbound")
             if not self._news(address_text(hi[i], lo[i]), category, frame.start_ms):
                 continue  # an ongoing attack, reported early less than a minute ago
@@ -619,15 +613,6 @@ class VolumetricDetector:
             span = f"in the records that arrived over the last {figure(seconds)} s"
             findings.append(report.finding(g, category, direction, counts, reasons, span=span))
         return findings
-
-
-def _rows_matching(frame: Frame, hi: U64, lo: U64) -> NDArray[np.intp]:
-    """The frame's rows whose provider-side address is one of (``hi``, ``lo``)."""
-    keep = np.zeros(len(frame), dtype=bool)
-    high, low = frame["local_hi"], frame["local_lo"]
-    for h, v in zip(hi.tolist(), lo.tolist(), strict=True):
-        keep |= (high == h) & (low == v)
-    return np.flatnonzero(keep)
 
 
 class _Report:
