@@ -80,21 +80,20 @@ def template_path(settings: Settings, worker: int) -> Path:
     return settings.home / settings.flows.store_dir / "templates" / f"worker-{worker}.bin"
 
 
-def _receive_buffer(sock: socket.socket) -> int:
+def _receive_buffer(sock: socket.socket) -> None:
     """Ask for RECEIVE_BUFFER bytes of socket buffer. The kernel caps SO_RCVBUF at
     net.core.rmem_max (often 208 KiB: 150 datagrams, a tenth of a second at 400,000
     records/s); a process allowed to (CAP_NET_ADMIN, root) passes the cap with
     SO_RCVBUFFORCE, so that sealing a segment cannot overflow it. A smaller buffer still
-    works: its drops are counted. Returns what the kernel reports (Linux: twice the
-    buffer, its bookkeeping included)."""
-    try:
-        if _SO_RCVBUFFORCE is None:
-            raise PermissionError
-        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
-    except OSError:  # not permitted: as much as rmem_max allows
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    works: its drops are counted."""
+    if _SO_RCVBUFFORCE is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+        except OSError:
+            pass  # not permitted: as much as rmem_max allows
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def open_listener(listener: FlowListener) -> socket.socket:
