@@ -23,6 +23,8 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; a domain package adds its API and console routers here."""
+    from hostwarden.cases import api as cases_api
+    from hostwarden.cases import web as cases_web
     from hostwarden.detect import api_alerts
     from hostwarden.detect import web as detect_web
     from hostwarden.flows import api_flows, api_holds
@@ -56,9 +58,13 @@ def routers() -> list[APIRouter]:
         api_flows.router,
         api_alerts.alerts_router,
         api_alerts.suppressions_router,
+        cases_api.reports_router,
+        cases_api.cases_router,
+        cases_api.settings_router,
         registry_web.router,
         flows_web.router,
         detect_web.router,
+        cases_web.router,
         web_routes.router,
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -57,6 +58,8 @@ class DomainCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
+        from hostwarden.cases.service import sla_by_category
+
         yield InfoMetricFamily(
             "hostwarden_build", "Version of hostwarden.", value={"version": __version__}
         )
@@ -69,12 +72,41 @@ class DomainCollector(Collector):
                     )
                     or 0
                 )
+                sla = sla_by_category(session)
         except Exception:  # the database being down must not break the scrape
             return
         yield GaugeMetricFamily(
             "hostwarden_audit_entries", "Entries in the audit trail.", value=entries
         )
         yield GaugeMetricFamily("hostwarden_users_active", "Active user accounts.", value=users)
+        yield from _sla_metrics(sla)
+
+
+def _sla_metrics(rows: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """The abuse desk's SLA per category (cases.service.sla_by_category)."""
+    families = {
+        "cases": GaugeMetricFamily(
+            "hostwarden_cases", "Abuse cases per category.", labels=["category"]
+        ),
+        "open": GaugeMetricFamily(
+            "hostwarden_cases_open", "Open abuse cases per category.", labels=["category"]
+        ),
+        "first_action_seconds": GaugeMetricFamily(
+            "hostwarden_case_first_action_seconds",
+            "Mean seconds from a case opening to the desk's first action.",
+            labels=["category"],
+        ),
+        "mitigation_seconds": GaugeMetricFamily(
+            "hostwarden_case_mitigation_seconds",
+            "Mean seconds from a case opening to the abuse being stopped.",
+            labels=["category"],
+        ),
+    }
+    for row in rows:
+        for key, family in families.items():
+            if row[key] is not None:
+                family.add_metric([row["category"]], float(row[key]))
+    yield from families.values()
 
 
 @router.get("/metrics", dependencies=[public()], response_class=Response)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from typer.core import TyperGroup
 
 from hostwarden import __version__
+from hostwarden.cases import cli as cases_cli
 from hostwarden.cli import scheduler as scheduler_cli
 from hostwarden.cli.common import (
     CliState,
@@ -73,6 +74,9 @@ app.add_typer(cli_webhooks.app, name="webhook")
 app.add_typer(cli_logs.logs_app, name="logs")
 app.add_typer(flows_app, name="flows")
 app.add_typer(detect_app, name="detect")
+app.add_typer(cases_cli.reports_app, name="reports")
+app.add_typer(cases_cli.cases_app, name="cases")
+app.add_typer(cases_cli.mail_app, name="mail")
 app.command("import")(cli_bulk.import_command)
 app.command("export")(cli_bulk.export_command)
 app.command("attribute")(cli_inventory.attribute_command)
@@ -184,6 +188,12 @@ def serve(
         group.start()
         listening = ", ".join(f"{x.protocol} udp/{x.port}" for x in settings.flows.listeners)
         out.print(f"flow collectors: {settings.flows.workers} worker(s) on {listening}")
+    intake = None
+    if settings.cases.listen:
+        from hostwarden.cases import intake_smtp
+
+        intake = intake_smtp.start(runtime)
+        out.print(f"abuse mail intake: {intake.where}")
     # Everything built so far lives as long as the process: moving it out of the
     # garbage collector's generations keeps full collections (latency spikes) short.
     gc.collect()
@@ -199,6 +209,8 @@ def serve(
     finally:
         if group is not None:
             group.stop()
+        if intake is not None:
+            intake.stop()
 
 
 @db_app.command("upgrade")

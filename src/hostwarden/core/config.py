@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hostwarden.core.config_cases import CasesSettings, MailSettings
 from hostwarden.core.config_detect import DetectSettings
 from hostwarden.errors import ConfigError
 
@@ -188,6 +189,8 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     flows: FlowSettings = FlowSettings()
     detect: DetectSettings = DetectSettings()
+    cases: CasesSettings = CasesSettings()
+    mail: MailSettings = MailSettings()
 
     #: The TOML file this class reads; load_settings makes a subclass per file.
     _toml_file: ClassVar[Path | None] = None

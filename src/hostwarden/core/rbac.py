@@ -61,6 +61,13 @@ class Perm(StrEnum):
     ALERTS_READ = "alerts:read"
     ALERTS_WRITE = "alerts:write"
     SUPPRESSIONS_WRITE = "suppressions:write"
+    #: Abuse cases, reports and their queues: see them; act on cases (notify, notes,
+    #: state, the decision on reporting to authorities); change playbooks and allowlists.
+    CASES_READ = "cases:read"
+    CASES_WRITE = "cases:write"
+    CASES_ADMIN = "cases:admin"
+    #: Send abuse reports through the API (partners' and feeds' tokens get only this).
+    REPORTS_SUBMIT = "reports:submit"
 
 
 _READ_ALL = {
@@ -72,6 +79,7 @@ _READ_ALL = {
     Perm.LEGAL_HOLDS_READ,
     Perm.FLOWS_READ,
     Perm.ALERTS_READ,
+    Perm.CASES_READ,
 }
 _STAFF = {Perm.CONSOLE_VIEW, Perm.ACCOUNT_SELF, Perm.TOKENS_OWN, Perm.REGISTRY_READ}
 
@@ -84,9 +92,19 @@ _COMPLIANCE = {
     Perm.FLOWS_READ,
     Perm.LOGS_VERIFY,
     Perm.ALERTS_READ,
+    Perm.CASES_READ,
+    Perm.CASES_WRITE,
 }
 #: Those who act on what detection finds: the abuse desk and the NOC.
-_RESPONDERS = {Perm.FLOWS_READ, Perm.ALERTS_READ, Perm.ALERTS_WRITE, Perm.SUPPRESSIONS_WRITE}
+_RESPONDERS = {
+    Perm.FLOWS_READ,
+    Perm.ALERTS_READ,
+    Perm.ALERTS_WRITE,
+    Perm.SUPPRESSIONS_WRITE,
+    Perm.CASES_READ,
+    Perm.CASES_WRITE,
+    Perm.REPORTS_SUBMIT,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset(Perm),
@@ -100,7 +118,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.INVENTORY_WRITE,
         }
     ),
-    Role.ABUSE: frozenset(_STAFF | _RESPONDERS),
+    Role.ABUSE: frozenset(_STAFF | _RESPONDERS | {Perm.CASES_ADMIN}),
     Role.NOC: frozenset(_STAFF | _RESPONDERS | {Perm.INVENTORY_WRITE, Perm.LOGS_VERIFY}),
     Role.COMPLIANCE: frozenset(_STAFF | _COMPLIANCE),
     Role.LEGAL: frozenset(_STAFF | _COMPLIANCE),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import hostwarden.cases.models
 import hostwarden.core.models
 import hostwarden.detect.models
 import hostwarden.flows.models

@@ -79,7 +79,8 @@ AREAS: tuple[Area, ...] = (
     Area(
         "cases",
         N_("Abuse desk"),
-        Perm.CONSOLE_VIEW,
+        Perm.CASES_READ,
+        ready=True,
         issue="#7",
         coming=(
             N_("Reports by mail, API and web form, parsed and attributed"),

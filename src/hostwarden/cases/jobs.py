@@ -1,0 +1,34 @@
+"""Scheduled work of the abuse desk: deadlines and idle cases, and the outgoing mail."""
+
+from __future__ import annotations
+
+from hostwarden.cases import notify, service
+from hostwarden.core.config import Settings
+from hostwarden.core.runtime import Runtime
+from hostwarden.core.scheduler import JobSpec
+
+
+def deadlines_job(runtime: Runtime) -> dict[str, int]:
+    return service.run_deadlines(runtime)
+
+
+def mail_job(runtime: Runtime) -> dict[str, int]:
+    return notify.send_due(runtime).as_dict()
+
+
+def jobs(settings: Settings) -> list[JobSpec]:
+    """The ``hostwarden.jobs`` entry point of the abuse desk."""
+    return [
+        JobSpec(
+            "cases.deadlines",
+            deadlines_job,
+            60.0,
+            "Escalates cases past the customer's deadline and closes idle ones.",
+        ),
+        JobSpec(
+            "mail.send",
+            mail_job,
+            30.0,
+            "Sends queued notifications through the SMTP relay, with retries.",
+        ),
+    ]

@@ -1,0 +1,1051 @@
+"""The abuse desk's operations: taking reports in, attributing and grouping their events
+into cases, and every change of a case (the only place that writes them).
+
+A report is stored as received (``rawstore``) before anything else, then parsed; each
+event is attributed at its own time (address + port + time → customer and instance, or
+domain + time), checked against the allowlists and grouped: it joins the open case of the
+same customer, subject (address or domain) and category, reopens a resolved or ignored
+one, or opens a new case. An event seen before (same source, category, subject, port,
+URL, time and excerpt) is dropped and counted. Every case change is audited; events
+joining a case are audited through their report's entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hostwarden.cases import rawstore
+from hostwarden.cases.models import (
+    OPEN_STATES,
+    AbuseCase,
+    AbuseEvent,
+    AbuseReport,
+    AllowlistEntry,
+    CaseEntry,
+)
+from hostwarden.cases.parsers import parse_message
+from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
+from hostwarden.cases.parsers.mime import read_message
+from hostwarden.cases.playbooks import PlaybookRule, all_playbooks, check_category
+from hostwarden.core.logs import get_logger
+from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
+from hostwarden.core.timeutil import as_utc, isoformat, utcnow
+from hostwarden.errors import Conflict, HostwardenError, NotFound, TooLarge, ValidationFailed
+from hostwarden.registry import netaddr
+from hostwarden.registry.attribution import AttributionIndex, current_index, lookup
+from hostwarden.registry.models import Domain, IpRange
+
+log = get_logger("hostwarden.cases")
+
+INTAKE_ACTOR = "system:intake"
+#: Which state may follow which. ``notified`` is reached through ``notify`` only, and
+#: ``awaiting_response`` when the notification has left (the mail job).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"notified", "escalated", "resolved", "ignored"}),
+    "notified": frozenset({"notified", "awaiting_response", "escalated", "resolved", "ignored"}),
+    "awaiting_response": frozenset({"notified", "escalated", "resolved", "ignored"}),
+    "escalated": frozenset({"notified", "suspended", "resolved", "ignored"}),
+    "suspended": frozenset({"terminated", "resolved"}),
+    "resolved": frozenset({"new"}),
+    "ignored": frozenset({"new"}),
+    "terminated": frozenset(),
+}
+#: States that end the abuse (SLA "time to mitigation").
+MITIGATED = ("resolved", "suspended", "terminated")
+#: States that close a case.
+CLOSED = ("resolved", "ignored", "terminated")
+#: Parsers of automated feeds: their senders get no acknowledgement.
+AUTOMATED_PARSERS = frozenset(
+    {"arf", "xarf02", "xarf4", "shadowserver", "spamhaus", "safebrowsing", "spamcop", "netcraft"}
+)
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceiveResult:
+    """What became of one report."""
+
+    report_id: int
+    sha256: str
+    status: str
+    parser: str
+    events: int = 0
+    duplicates: int = 0
+    unresolved: int = 0
+    allowlisted: int = 0
+    cases_opened: list[str] = field(default_factory=list)
+    cases_updated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One report to take in: the raw bytes and where they came from."""
+
+    raw: bytes
+    channel: str
+    #: The reporter when the channel knows it better than the From header (API, form).
+    reporter: str | None = None
+    #: Already parsed (the REST API's XARF document, the web form), else parsed here.
+    parsed: ParsedReport | None = None
+    subject: str = ""
+    #: The message as read, when the caller already read it (with ``parsed``).
+    message: ReportMessage | None = None
+    #: The SMTP envelope sender: the reporter when the message has no From.
+    envelope_from: str = ""
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def subject_of(event: ReportEvent) -> tuple[str, str]:
+    """(key, text) of what the event is about: the address, else the domain."""
+    if event.ip is not None:
+        return netaddr.address_key(event.ip), str(netaddr.parse_address(event.ip))
+    domain = (event.domain or "").strip().lower().rstrip(".")
+    return f"d:{domain}", domain
+
+
+def fingerprint(event: ReportEvent) -> str:
+    parts = (
+        event.reporter.lower(),
+        event.category,
+        subject_of(event)[0],
+        str(event.port or ""),
+        event.url or "",
+        isoformat(as_utc(event.occurred_at)),
+        event.excerpt,
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _check_event(event: ReportEvent) -> str:
+    """Why the event cannot be taken, or ""."""
+    try:
+        check_category(event.category)
+    except ValidationFailed as exc:
+        return exc.message
+    if event.ip is None and not (event.domain or "").strip():
+        return "the event names neither an address nor a domain"
+    if event.ip is not None:
+        try:
+            netaddr.parse_address(event.ip)
+        except HostwardenError as exc:
+            return exc.message
+    if event.occurred_at.tzinfo is None:
+        return "the event's time has no zone"
+    return ""
+
+
+# --- intake -------------------------------------------------------------------------------
+
+
+class _Intake:
+    """One unit of work taking reports in, with what it looks up once."""
+
+    def __init__(self, op: Operation, index: AttributionIndex) -> None:
+        self.op = op
+        self.session = op.session
+        self.index = index
+        self.now = utcnow()
+        self.playbooks = all_playbooks(op.session)
+        self.reporter_rules, self.address_rules = _active_allowlist(op.session, self.now)
+        self.ranges: list[tuple[str, str]] | None = None
+        self.cases: dict[tuple[int, str, str], AbuseCase] = {}
+        self.seen: set[str] = set()
+        self.acks: list[tuple[AbuseReport, list[AbuseCase]]] = []
+
+    # reports ---------------------------------------------------------------------------
+
+    def take(
+        self, item: Incoming, digest: str, message: ReportMessage | None, parsed: ParsedReport
+    ) -> ReceiveResult:
+        reporter = (
+            item.reporter or (message.reporter if message else "") or item.envelope_from
+        ).lower()
+        subject = item.subject or (message.headers.get("subject", "") if message else "")
+        notes = list(parsed.notes) + (list(message.warnings) if message else [])
+        report = AbuseReport(
+            sha256=digest,
+            size=len(item.raw),
+            channel=item.channel,
+            reporter=reporter[:320],
+            subject=subject[:500],
+            message_id=(message.headers.get("message-id", "") if message else "")[:500],
+            parser=parsed.parser,
+            status="parsed" if parsed.events else "unparsed",
+            notes=_json(notes),
+            received_at=self.now,
+        )
+        self.session.add(report)
+        self.session.flush()
+        result = ReceiveResult(report.id, digest, report.status, parsed.parser, notes=notes)
+        rule = self._reporter_rule(reporter)
+        if rule is not None and rule.mode == "ignore":
+            report.status = "ignored"
+            rule.hits += 1
+            result.status = "ignored"
+            result.notes.append(f"reporter {reporter} is allowlisted as ignored: {rule.reason}")
+        else:
+            log_only = rule is not None and rule.mode == "log"
+            if rule is not None:
+                rule.hits += 1
+            touched = self._events(report, parsed.events, result, log_only=log_only)
+            if touched and not (rule is not None and rule.mode in ("log", "no-ack")):
+                self.acks.append((report, touched))
+        report.events = result.events
+        report.duplicates = result.duplicates
+        self.op.audit(
+            "report.received",
+            "abuse_report",
+            report.id,
+            after={
+                "sha256": digest,
+                "channel": item.channel,
+                "reporter": reporter,
+                "parser": parsed.parser,
+                "status": report.status,
+                "events": result.events,
+                "duplicates": result.duplicates,
+                "unresolved": result.unresolved,
+                "allowlisted": result.allowlisted,
+                "cases_opened": result.cases_opened,
+                "cases_updated": result.cases_updated,
+            },
+            reason=f"{item.channel} report from {reporter or 'an unknown sender'}",
+        )
+        return result
+
+    def _reporter_rule(self, reporter: str) -> AllowlistEntry | None:
+        domain = "@" + reporter.rsplit("@", 1)[-1] if "@" in reporter else None
+        for rule in self.reporter_rules:
+            if rule.value == reporter or (domain is not None and rule.value == domain):
+                return rule
+        return None
+
+    # events ----------------------------------------------------------------------------
+
+    def _events(
+        self,
+        report: AbuseReport | None,
+        events: Sequence[ReportEvent],
+        result: ReceiveResult,
+        *,
+        log_only: bool = False,
+    ) -> list[AbuseCase]:
+        prints = [fingerprint(e) for e in events]
+        known = _known_fingerprints(self.session, prints)
+        touched: dict[int, AbuseCase] = {}
+        for event, print_ in zip(events, prints, strict=True):
+            problem = _check_event(event)
+            if problem:
+                result.notes.append(f"event skipped: {problem}")
+                continue
+            if print_ in self.seen or print_ in known:
+                result.duplicates += 1
+                case_id = known.get(print_)
+                if case_id is not None:
+                    case = self.session.get(AbuseCase, case_id)
+                    if case is not None:
+                        case.duplicates += 1
+                continue
+            self.seen.add(print_)
+            row = self._event_row(report, event, print_)
+            result.events += 1
+            if log_only:
+                row.status, row.reason = "logged", "reporter allowlisted: logged only"
+                continue
+            self._attribute(row, event)
+            if row.customer_id is None:
+                result.unresolved += 1
+                continue
+            rule = self._address_rule(row.ip_key)
+            if rule is not None:
+                rule.hits += 1
+                row.status = "allowlisted"
+                row.reason = f"address allowlist {rule.value}: {rule.reason}"
+                result.allowlisted += 1
+                continue
+            case, opened = self._group(row)
+            row.case_id = case.id
+            row.status = "grouped"
+            (result.cases_opened if opened else result.cases_updated).append(case.reference)
+            touched[case.id] = case
+        result.cases_updated = sorted(set(result.cases_updated) - set(result.cases_opened))
+        return list(touched.values())
+
+    def _event_row(self, report: AbuseReport | None, event: ReportEvent, print_: str) -> AbuseEvent:
+        ip = str(netaddr.parse_address(event.ip)) if event.ip is not None else None
+        row = AbuseEvent(
+            report_id=report.id if report is not None else None,
+            fingerprint=print_,
+            source=event.reporter[:320],
+            category=event.category,
+            ip=ip,
+            ip_key=netaddr.address_key(ip) if ip is not None else None,
+            port=event.port,
+            domain=(event.domain or None) and event.domain.lower()[:255],
+            url=event.url,
+            occurred_at=as_utc(event.occurred_at),
+            zone=event.zone[:32],
+            excerpt=event.excerpt,
+            extra=_json(event.extra),
+            status="unresolved",
+            created_at=self.now,
+        )
+        self.session.add(row)
+        return row
+
+    def _attribute(self, row: AbuseEvent, event: ReportEvent) -> None:
+        moment = as_utc(event.occurred_at)
+        if row.ip is not None:
+            found = lookup(self.index, netaddr.parse_address(row.ip), moment, row.port)
+            if found is not None:
+                row.customer_id, row.instance_id = found.customer_id, found.instance_id
+                return
+            row.reason = self._nobody_reason(row, moment)
+            return
+        holder = _domain_holder(self.session, row.domain or "", moment)
+        if holder is None:
+            row.reason = (
+                f"no customer had the domain {row.domain} on record at {isoformat(moment)}; "
+                "add the domain to the customer in the registry, then attribute the event again"
+            )
+            return
+        row.customer_id, row.instance_id = holder
+
+    def _nobody_reason(self, row: AbuseEvent, moment: datetime) -> str:
+        assert row.ip_key is not None
+        if self.ranges is None:
+            self.ranges = [(r.start_key, r.end_key) for r in self.session.scalars(select(IpRange))]
+        when = isoformat(moment)
+        if not any(start <= row.ip_key <= end for start, end in self.ranges):
+            return (
+                f"{row.ip} is not in any of the provider's IP ranges: the report is for an "
+                "address the provider does not own; answer the reporter or ignore it"
+            )
+        value = netaddr.address_int(netaddr.parse_address(row.ip or ""))
+        t_us = int(moment.timestamp() * 1_000_000)
+        if self.index.is_nat_address(value, t_us):
+            if row.port is None:
+                return (
+                    f"{row.ip} was a NAT public address at {when} and the report gives no "
+                    "port; ask the reporter for the source port"
+                )
+            return f"no NAT block of {row.ip} covered port {row.port} at {when}"
+        return (
+            f"{row.ip} is the provider's but nobody held it at {when}; check the time zone "
+            "of the report and the assignment history"
+        )
+
+    def _address_rule(self, key: str | None) -> AllowlistEntry | None:
+        if key is None:
+            return None
+        for rule in self.address_rules:
+            if rule.first_key <= key <= rule.last_key:
+                return rule
+        return None
+
+    # grouping --------------------------------------------------------------------------
+
+    def _group(self, row: AbuseEvent) -> tuple[AbuseCase, bool]:
+        assert row.customer_id is not None
+        subject_key = row.ip_key if row.ip_key is not None else f"d:{row.domain}"
+        subject = row.ip if row.ip is not None else (row.domain or "")
+        group = (row.customer_id, subject_key, row.category)
+        case = self.cases.get(group)
+        if case is None:
+            case = self.session.scalars(
+                select(AbuseCase)
+                .where(
+                    AbuseCase.customer_id == row.customer_id,
+                    AbuseCase.subject_key == subject_key,
+                    AbuseCase.category == row.category,
+                )
+                .order_by(AbuseCase.id.desc())
+                .limit(1)
+            ).first()
+        opened = False
+        if case is None or case.state == "terminated":
+            case = self._open(row, subject_key, subject)
+            opened = True
+        elif case.state not in OPEN_STATES:
+            with self.op.automated("intake"):
+                _change_state(self.op, case, "new", "new events arrived after it was closed")
+            case.closed_at = None
+            case.close_reason = ""
+        self.cases[group] = case
+        case.events += 1
+        case.first_event_at = min(as_utc(case.first_event_at), row.occurred_at)
+        case.last_event_at = max(as_utc(case.last_event_at), row.occurred_at)
+        case.activity_at = self.now
+        if case.instance_id is None and row.instance_id is not None:
+            case.instance_id = row.instance_id
+        self._escalate_if_due(case)
+        return case, opened
+
+    def _open(self, row: AbuseEvent, subject_key: str, subject: str) -> AbuseCase:
+        rule = self.playbooks[row.category]
+        case = AbuseCase(
+            reference=f"pending-{uuid4().hex}",
+            customer_id=row.customer_id,
+            instance_id=row.instance_id,
+            category=row.category,
+            subject_key=subject_key,
+            subject=subject,
+            state="new",
+            events=0,
+            duplicates=0,
+            first_event_at=row.occurred_at,
+            last_event_at=row.occurred_at,
+            opened_at=self.now,
+            state_changed_at=self.now,
+            activity_at=self.now,
+            authority_required=rule.authority_decision,
+            customer_locale=self.op.runtime.settings.cases.customer_locale,
+        )
+        self.session.add(case)
+        self.session.flush()
+        case.reference = f"AB-{self.now:%Y%m%d}-{case.id:06d}"
+        with self.op.automated("intake"):
+            self.op.audit(
+                "case.opened",
+                "abuse_case",
+                case.id,
+                after={
+                    "reference": case.reference,
+                    "customer_id": case.customer_id,
+                    "instance_id": case.instance_id,
+                    "category": case.category,
+                    "subject": subject,
+                    "playbook": rule.as_dict(),
+                },
+                reason=f"first {case.category} event for {subject}",
+            )
+        return case
+
+    def _escalate_if_due(self, case: AbuseCase) -> None:
+        rule = self.playbooks[case.category]
+        if case.state not in ("new", "notified", "awaiting_response"):
+            return
+        if case.events < rule.escalate_after_events:
+            return
+        with self.op.automated("playbook"):
+            escalate(
+                self.op,
+                case,
+                rule,
+                f"{case.events} events reached the playbook's "
+                f"threshold of {rule.escalate_after_events}",
+            )
+
+
+def _active_allowlist(
+    session: Session, now: datetime
+) -> tuple[list[AllowlistEntry], list[AllowlistEntry]]:
+    rows = session.scalars(select(AllowlistEntry).where(AllowlistEntry.removed_at.is_(None)))
+    live = [r for r in rows if r.expires_at is None or as_utc(r.expires_at) > now]
+    return [r for r in live if r.kind == "reporter"], [r for r in live if r.kind == "address"]
+
+
+def _known_fingerprints(session: Session, prints: list[str]) -> dict[str, int | None]:
+    known: dict[str, int | None] = {}
+    for start in range(0, len(prints), 500):
+        chunk = prints[start : start + 500]
+        for print_, case_id in session.execute(
+            select(AbuseEvent.fingerprint, AbuseEvent.case_id).where(
+                AbuseEvent.fingerprint.in_(chunk)
+            )
+        ):
+            known[print_] = case_id
+    return known
+
+
+def _domain_holder(
+    session: Session, domain: str, moment: datetime
+) -> tuple[int, int | None] | None:
+    """The customer (and instance) that had ``domain`` or a parent domain at ``moment``."""
+    labels = domain.lower().rstrip(".").split(".")
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    if not candidates:
+        return None
+    rows = session.scalars(
+        select(Domain).where(func.lower(Domain.name).in_(candidates), Domain.valid_from <= moment)
+    ).all()
+    live = [r for r in rows if r.valid_to is None or as_utc(r.valid_to) > moment]
+    if not live:
+        return None
+    # The longest (most specific) name wins.
+    best = max(live, key=lambda r: len(r.name))
+    return best.customer_id, best.instance_id
+
+
+def read_report(runtime: Runtime, raw: bytes) -> tuple[ReportMessage | None, ParsedReport]:
+    """Read and parse a report without storing anything; a message that cannot be read
+    at all gives no events and a note saying why (it is still kept by ``receive``)."""
+    limit = runtime.settings.cases.max_report_mb * 1024 * 1024
+    if len(raw) > limit:
+        raise TooLarge(
+            f"the report is {len(raw):,} bytes; the limit is {limit:,} "
+            f"([cases] max_report_mb = {runtime.settings.cases.max_report_mb}).",
+            hint="Ask the sender for a smaller report (evidence as links or a trimmed "
+            "attachment), or raise the limit.",
+        )
+    try:
+        message = read_message(raw, max_bytes=limit)
+    except TooLarge:
+        raise
+    except ValidationFailed as exc:
+        return None, ParsedReport("none", [], [f"the message could not be read: {exc}"])
+    return message, parse_message(message)
+
+
+def receive_many(
+    runtime: Runtime,
+    items: Iterable[Incoming],
+    *,
+    actor: Actor | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ReceiveResult]:
+    """Take reports in, in one unit of work. Each raw report is stored (synced) before
+    the transaction that records it commits; a report that cannot be parsed is kept with
+    status ``unparsed`` for a person. An oversize report raises TooLarge before anything
+    of the batch is written."""
+    prepared: list[tuple[Incoming, ReportMessage | None, ParsedReport]] = []
+    for item in items:
+        if item.parsed is not None:
+            prepared.append((item, item.message, item.parsed))
+        else:
+            message, parsed = read_report(runtime, item.raw)
+            prepared.append((item, message, parsed))
+    if not prepared:
+        return []
+    root = rawstore.store_dir(runtime)
+    digests = [rawstore.put(root, item.raw) for item, _, _ in prepared]
+    rawstore.sync_dirs(root, digests)
+    index = current_index(runtime)
+    who = actor or Actor(INTAKE_ACTOR, ("system",), new_request_id())
+    results: list[ReceiveResult] = []
+    with runtime.operation(who) as op:
+        intake = _Intake(op, index)
+        for (item, message, parsed), digest in zip(prepared, digests, strict=True):
+            results.append(intake.take(item, digest, message, parsed))
+            if progress is not None:
+                progress(1)
+        from hostwarden.cases import notify
+
+        for report, touched in intake.acks:
+            if _wants_ack(runtime, report):
+                notify.acknowledge_reporter(op, report, touched)
+    for result in results:
+        log.info(
+            "cases.report_received",
+            report_id=result.report_id,
+            parser=result.parser,
+            status=result.status,
+            events=result.events,
+            duplicates=result.duplicates,
+            unresolved=result.unresolved,
+        )
+    return results
+
+
+def _wants_ack(runtime: Runtime, report: AbuseReport) -> bool:
+    """People who wrote by mail or through the form get an acknowledgement; feeds, API
+    clients and imported archives do not."""
+    if not runtime.settings.cases.acknowledge_reporters or "@" not in report.reporter:
+        return False
+    if report.channel == "form":
+        return True
+    return report.channel in ("smtp", "lmtp", "imap") and report.parser not in AUTOMATED_PARSERS
+
+
+def receive(
+    runtime: Runtime,
+    raw: bytes,
+    *,
+    channel: str,
+    reporter: str | None = None,
+    envelope_from: str = "",
+    actor: Actor | None = None,
+) -> ReceiveResult:
+    item = Incoming(raw, channel, reporter, envelope_from=envelope_from)
+    return receive_many(runtime, [item], actor=actor)[0]
+
+
+# --- cases -------------------------------------------------------------------------------
+
+
+def get_case(session: Session, case_id: int | str) -> AbuseCase:
+    """A case by id or by reference (``AB-20260501-000123``)."""
+    case: AbuseCase | None
+    if isinstance(case_id, int) or str(case_id).isdigit():
+        case = session.get(AbuseCase, int(case_id))
+    else:
+        case = session.scalars(select(AbuseCase).where(AbuseCase.reference == case_id)).first()
+    if case is None:
+        raise NotFound(
+            f"there is no case {case_id}.", hint="List cases with `hostwarden cases list`."
+        )
+    return case
+
+
+def _entry(op: Operation, case: AbuseCase, kind: str, body: str, **data: Any) -> CaseEntry:
+    row = CaseEntry(
+        case_id=case.id,
+        kind=kind,
+        author=op.actor.name,
+        body=body,
+        data=_json(data),
+        created_at=utcnow(),
+    )
+    op.session.add(row)
+    case.activity_at = row.created_at
+    return row
+
+
+def _check_transition(case: AbuseCase, to: str) -> None:
+    if to not in TRANSITIONS.get(case.state, frozenset()):
+        allowed = ", ".join(sorted(TRANSITIONS.get(case.state, frozenset()))) or "none"
+        raise Conflict(
+            f"case {case.reference} is {case.state}; it cannot become {to}.",
+            hint=f"From {case.state} it can become: {allowed}.",
+        )
+
+
+def _change_state(op: Operation, case: AbuseCase, to: str, reason: str) -> None:
+    before = case.state
+    _check_transition(case, to)
+    now = utcnow()
+    case.state = to
+    case.state_changed_at = now
+    person = not op.actor.name.startswith("system:")
+    if case.first_action_at is None and (person or to != "new"):
+        case.first_action_at = now
+    if to in MITIGATED and case.mitigated_at is None:
+        case.mitigated_at = now
+    if to in CLOSED:
+        case.closed_at = now
+        case.close_reason = reason
+    _entry(op, case, "state", reason, **{"from": before, "to": to})
+    op.audit(
+        f"case.{to}" if to != "new" else "case.reopened",
+        "abuse_case",
+        case.id,
+        before={"state": before},
+        after={"state": to, "reference": case.reference},
+        reason=reason,
+    )
+
+
+def _require_reason(reason: str, what: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed(f"a reason is needed to {what}.", hint="Say why, in a sentence.")
+    return reason
+
+
+def transition(op: Operation, case: AbuseCase, to: str, reason: str) -> AbuseCase:
+    """A person moves a case on. ``notified`` goes through ``notify`` instead."""
+    if to == "notified":
+        raise ValidationFailed(
+            "a case becomes notified by sending the notification.",
+            hint="Use notify (console: Notify customer; CLI: hostwarden cases notify).",
+        )
+    _check_transition(case, to)
+    if to in ("ignored", "terminated", "suspended", "escalated", "new"):
+        _require_reason(reason, f"make the case {to}")
+    if to in CLOSED and case.authority_required and case.authority_decided_at is None:
+        raise Conflict(
+            f"case {case.reference} needs a decision on reporting to the authorities "
+            "(报告主管部门) before it is closed.",
+            hint="Record the decision (reported or not, to whom, reference) first.",
+        )
+    if to == "escalated":
+        rule = all_playbooks(op.session)[case.category]
+        escalate(op, case, rule, reason)
+        return case
+    _change_state(op, case, to, reason or f"marked {to}")
+    return case
+
+
+def escalate(op: Operation, case: AbuseCase, rule: PlaybookRule, reason: str) -> None:
+    """Escalate, and do what the playbook says escalation does by itself."""
+    _change_state(op, case, "escalated", reason)
+    if rule.escalation_action == "suspend":
+        target = (
+            f"instance {case.instance_id}" if case.instance_id else f"customer {case.customer_id}"
+        )
+        _change_state(op, case, "suspended", f"playbook {case.category}: suspend on escalation")
+        # The enforcement drivers (nftables, hypervisors, billing) carry the suspension
+        # out; until one is configured the request stands on the timeline for the NOC.
+        _entry(op, case, "action", f"suspension of {target} requested", target=target)
+
+
+def add_note(op: Operation, case: AbuseCase, body: str) -> CaseEntry:
+    body = body.strip()
+    if not body:
+        raise ValidationFailed("the note is empty.", hint="Write the note's text.")
+    entry = _entry(op, case, "note", body)
+    op.session.flush()
+    op.audit("case.note", "abuse_case", case.id, after={"entry": entry.id}, reason="internal note")
+    return entry
+
+
+def record_authority_decision(
+    op: Operation, case: AbuseCase, *, reported: bool, to: str, reference: str, reason: str
+) -> AbuseCase:
+    if reported and not to.strip():
+        raise ValidationFailed(
+            "say to whom the case was reported.",
+            hint="For example 公安机关网安部门 (public-security cyber police) and the office.",
+        )
+    if not reported:
+        _require_reason(reason, "decide not to report")
+    case.authority_decided_by = op.actor.name
+    case.authority_decided_at = utcnow()
+    case.authority_reported = reported
+    case.authority_to = to.strip()[:300]
+    case.authority_reference = reference.strip()[:200]
+    text = (
+        f"reported to {case.authority_to}" + (f" ({case.authority_reference})" if reference else "")
+        if reported
+        else f"not reported: {reason}"
+    )
+    _entry(
+        op,
+        case,
+        "authority",
+        text,
+        reported=reported,
+        to=case.authority_to,
+        reference=case.authority_reference,
+    )
+    op.audit(
+        "case.authority_decision",
+        "abuse_case",
+        case.id,
+        after={
+            "reported": reported,
+            "to": case.authority_to,
+            "reference": case.authority_reference,
+        },
+        reason=reason or text,
+    )
+    return case
+
+
+def new_response_token(case: AbuseCase) -> str:
+    token = secrets.token_urlsafe(32)
+    case.response_token_sha256 = hashlib.sha256(token.encode()).hexdigest()
+    return token
+
+
+def case_by_token(session: Session, token: str) -> AbuseCase:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    case = session.scalars(
+        select(AbuseCase).where(AbuseCase.response_token_sha256 == digest)
+    ).first()
+    if case is None or not token:
+        raise NotFound(
+            "this response link is not valid (it may have been replaced by a newer one).",
+            hint="Use the link in the newest message from the abuse desk, or reply by mail.",
+        )
+    return case
+
+
+MAX_REPLY_FILES = 5
+
+
+def customer_reply(
+    runtime: Runtime,
+    token: str,
+    body: str,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    client: str = "",
+) -> AbuseCase:
+    """A customer's answer through the response page: lands on the case timeline."""
+    body = body.strip()
+    if not body and not files:
+        raise ValidationFailed("the reply is empty.", hint="Write what you did, or attach a file.")
+    if len(files) > MAX_REPLY_FILES:
+        raise ValidationFailed(
+            f"{len(files)} files attached; at most {MAX_REPLY_FILES}.", hint="Zip them together."
+        )
+    limit = runtime.settings.cases.max_report_mb * 1024 * 1024
+    total = sum(len(data) for _, data in files)
+    if total > limit:
+        raise TooLarge(
+            f"the attachments are {total:,} bytes; the limit is {limit:,}.",
+            hint="Attach less, or send a link to the files.",
+        )
+    with runtime.reading() as session:
+        case_id = case_by_token(session, token).id
+    root = rawstore.store_dir(runtime)
+    stored = [
+        {"name": name[:200], "sha256": rawstore.put(root, data), "size": len(data)}
+        for name, data in files
+    ]
+    with runtime.operation(Actor("customer", ("customer",), new_request_id())) as op:
+        case = get_case(op.session, case_id)
+        if case.state == "terminated":
+            raise Conflict(
+                f"case {case.reference} is closed for good; replies are no longer taken.",
+                hint="Contact the abuse desk by mail.",
+            )
+        entry = _entry(op, case, "customer-reply", body, attachments=stored, client=client)
+        op.session.flush()
+        op.audit(
+            "case.customer_reply",
+            "abuse_case",
+            case.id,
+            after={"entry": entry.id, "attachments": stored},
+            reason="the customer replied through the response page",
+        )
+        return case
+
+
+# --- allowlists -----------------------------------------------------------------------------
+
+ALLOWLIST_MODES = {"reporter": ("ignore", "log", "no-ack"), "address": ("record",)}
+
+
+def add_allowlist(
+    op: Operation,
+    *,
+    kind: str,
+    value: str,
+    mode: str,
+    reason: str,
+    expires_at: datetime | None = None,
+) -> AllowlistEntry:
+    if kind not in ALLOWLIST_MODES:
+        raise ValidationFailed(
+            f"{kind!r} is not an allowlist kind.", hint="Use reporter or address."
+        )
+    if mode not in ALLOWLIST_MODES[kind]:
+        raise ValidationFailed(
+            f"{mode!r} is not a mode of a {kind} entry.",
+            hint=f"Use one of: {', '.join(ALLOWLIST_MODES[kind])}.",
+        )
+    reason = _require_reason(reason, "add an allowlist entry")
+    value = value.strip().lower()
+    first = last = ""
+    if kind == "address":
+        first, last = netaddr.prefix_keys(value)
+        value = str(netaddr.parse_prefix(value))
+    elif "@" not in value:
+        raise ValidationFailed(
+            f"{value!r} is not a reporter.",
+            hint="Give the sender's address (abuse@example.net) or @domain for all of a domain.",
+        )
+    if expires_at is not None and as_utc(expires_at) <= utcnow():
+        raise ValidationFailed("the expiry is in the past.", hint="Give a future time or none.")
+    row = AllowlistEntry(
+        kind=kind,
+        value=value,
+        first_key=first,
+        last_key=last,
+        mode=mode,
+        reason=reason,
+        expires_at=expires_at,
+        created_by=op.actor.name,
+        created_at=utcnow(),
+    )
+    op.session.add(row)
+    op.session.flush()
+    op.audit(
+        "allowlist.added",
+        "abuse_allowlist",
+        row.id,
+        after={
+            "kind": kind,
+            "value": value,
+            "mode": mode,
+            "expires_at": isoformat(expires_at) if expires_at else None,
+        },
+        reason=reason,
+    )
+    return row
+
+
+def remove_allowlist(op: Operation, entry_id: int, reason: str) -> AllowlistEntry:
+    row = op.session.get(AllowlistEntry, entry_id)
+    if row is None or row.removed_at is not None:
+        raise NotFound(
+            f"there is no active allowlist entry {entry_id}.",
+            hint="List them with `hostwarden cases allowlist list`.",
+        )
+    reason = _require_reason(reason, "remove an allowlist entry")
+    row.removed_at = utcnow()
+    row.removed_by = op.actor.name
+    op.audit(
+        "allowlist.removed",
+        "abuse_allowlist",
+        row.id,
+        before={"value": row.value, "mode": row.mode},
+        reason=reason,
+    )
+    return row
+
+
+# --- the unresolvable queue and reports for a person -----------------------------------------
+
+
+def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
+    """Try the unresolvable events again (after the registry was fixed)."""
+    index = current_index(runtime, check=True)
+    done = {"grouped": 0, "still_unresolved": 0}
+    with runtime.operation(actor) as op:
+        intake = _Intake(op, index)
+        rows = op.session.scalars(
+            select(AbuseEvent).where(AbuseEvent.status == "unresolved").order_by(AbuseEvent.id)
+        ).all()
+        for row in rows:
+            event = _as_report_event(row)
+            intake._attribute(row, event)
+            if row.customer_id is None:
+                done["still_unresolved"] += 1
+                continue
+            case, _ = intake._group(row)
+            row.case_id, row.status, row.reason = case.id, "grouped", ""
+            done["grouped"] += 1
+        if done["grouped"]:
+            op.audit(
+                "events.attributed_again",
+                "abuse_event",
+                "unresolved",
+                after=done,
+                reason="unresolvable events tried again",
+            )
+    return done
+
+
+def _as_report_event(row: AbuseEvent) -> ReportEvent:
+    return ReportEvent(
+        category=row.category,
+        ip=row.ip,
+        port=row.port,
+        domain=row.domain,
+        url=row.url,
+        occurred_at=as_utc(row.occurred_at),
+        zone=row.zone,
+        reporter=row.source,
+        excerpt=row.excerpt,
+    )
+
+
+def review_report(op: Operation, report_id: int, note: str) -> AbuseReport:
+    """A person has read an unparsed report (and acted on it outside the parsers)."""
+    report = op.session.get(AbuseReport, report_id)
+    if report is None:
+        raise NotFound(f"there is no report {report_id}.", hint="List the queue first.")
+    if report.status != "unparsed":
+        raise Conflict(f"report {report_id} is {report.status}, not waiting for a person.")
+    note = _require_reason(note, "mark a report reviewed")
+    report.status = "reviewed"
+    report.reviewed_by = op.actor.name
+    report.review_note = note
+    op.audit(
+        "report.reviewed",
+        "abuse_report",
+        report.id,
+        before={"status": "unparsed"},
+        after={"status": "reviewed"},
+        reason=note,
+    )
+    return report
+
+
+# --- scheduled work -------------------------------------------------------------------------
+
+
+def run_deadlines(runtime: Runtime, *, now: datetime | None = None) -> dict[str, int]:
+    """Escalate cases whose customer deadline passed; close idle cases."""
+    moment = utcnow() if now is None else as_utc(now)
+    idle_before = moment - timedelta(days=runtime.settings.cases.idle_close_days)
+    done = {"escalated": 0, "closed_idle": 0}
+    with runtime.operation(Actor("system:deadlines", ("system",), new_request_id())) as op:
+        rules = all_playbooks(op.session)
+        overdue = op.session.scalars(
+            select(AbuseCase).where(
+                AbuseCase.state.in_(("notified", "awaiting_response")),
+                AbuseCase.deadline_at.is_not(None),
+                AbuseCase.deadline_at < moment,
+            )
+        ).all()
+        for case in overdue:
+            escalate(
+                op,
+                case,
+                rules[case.category],
+                f"the customer's deadline {isoformat(as_utc(case.deadline_at or moment))} passed",
+            )
+            done["escalated"] += 1
+        idle = op.session.scalars(
+            select(AbuseCase).where(
+                AbuseCase.state.in_(("new", "notified", "awaiting_response")),
+                AbuseCase.activity_at < idle_before,
+            )
+        ).all()
+        for case in idle:
+            if case.authority_required and case.authority_decided_at is None:
+                continue  # a person must decide first; it stays on the list
+            _change_state(
+                op, case, "resolved", f"idle for {runtime.settings.cases.idle_close_days} days"
+            )
+            done["closed_idle"] += 1
+    return done
+
+
+def sla_by_category(session: Session) -> list[dict[str, Any]]:
+    """Per category: cases, open cases, mean seconds to first action and to mitigation."""
+    rows: dict[str, dict[str, Any]] = {}
+    for case in session.execute(
+        select(
+            AbuseCase.category,
+            AbuseCase.state,
+            AbuseCase.opened_at,
+            AbuseCase.first_action_at,
+            AbuseCase.mitigated_at,
+        )
+    ):
+        category, state, opened, first, mitigated = case
+        row = rows.setdefault(
+            category, {"category": category, "cases": 0, "open": 0, "_first": [], "_mit": []}
+        )
+        row["cases"] += 1
+        row["open"] += state in OPEN_STATES
+        if first is not None:
+            row["_first"].append((as_utc(first) - as_utc(opened)).total_seconds())
+        if mitigated is not None:
+            row["_mit"].append((as_utc(mitigated) - as_utc(opened)).total_seconds())
+    out = []
+    for row in sorted(rows.values(), key=lambda r: r["category"]):
+        first, mit = row.pop("_first"), row.pop("_mit")
+        row["first_action_seconds"] = sum(first) / len(first) if first else None
+        row["mitigation_seconds"] = sum(mit) / len(mit) if mit else None
+        row["first_action_count"] = len(first)
+        row["mitigation_count"] = len(mit)
+        out.append(row)
+    return out

@@ -1,0 +1,410 @@
+"""Cases: attribution at the event's own time, grouping, duplicates, reopening, the
+unresolvable queue, allowlists, the state machine, playbooks, deadlines, and reports that
+cannot be read or are too large."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hostwarden.cases import notify, rawstore, service
+from hostwarden.cases.models import AbuseCase, AbuseEvent, AbuseReport, CaseEntry
+from hostwarden.cases.playbooks import set_playbook
+from hostwarden.core import audit
+from hostwarden.core.models import AuditEntry
+from hostwarden.core.runtime import Runtime, system_actor
+from hostwarden.core.timeutil import utcnow
+from hostwarden.errors import Conflict, TooLarge, ValidationFailed
+from tests.cases.support import IN_RANGE_UNHELD, NOT_OURS, SHARED_IP, build, event, take
+
+
+@pytest.fixture
+def scene(runtime: Runtime) -> object:
+    return build(runtime)
+
+
+def _case(runtime: Runtime, reference: str) -> AbuseCase:
+    with runtime.reading() as session:
+        return service.get_case(session, reference)
+
+
+def _op(runtime: Runtime) -> object:
+    return runtime.operation(system_actor("desk-test"))
+
+
+def test_an_event_is_attributed_to_whoever_held_the_address_at_its_own_time(
+    runtime: Runtime, scene: object
+) -> None:
+    before = take(runtime, event("2026-05-01T10:00:00+08:00"))
+    after = take(runtime, event("2026-06-02T10:00:00+08:00", excerpt="later"))
+    # 2026-06-01 07:30 Beijing time is still 2026-05-31 in UTC: Alice's.
+    edge = take(runtime, event("2026-06-01T07:30:00+08:00", excerpt="edge"))
+    assert len(before.cases_opened) == 1 and len(after.cases_opened) == 1
+    alice_case = _case(runtime, before.cases_opened[0])
+    bob_case = _case(runtime, after.cases_opened[0])
+    assert alice_case.customer_id == scene.alice  # type: ignore[attr-defined]
+    assert alice_case.instance_id == scene.alice_instance  # type: ignore[attr-defined]
+    assert bob_case.customer_id == scene.bob  # type: ignore[attr-defined]
+    assert edge.cases_updated == [alice_case.reference]
+
+
+def test_events_of_one_customer_subject_and_category_share_a_case(
+    runtime: Runtime, scene: object
+) -> None:
+    first = take(runtime, event("2026-05-01T10:00:00+00:00"), event("2026-05-01T11:00:00+00:00"))
+    assert first.events == 2 and len(first.cases_opened) == 1
+    more = take(runtime, event("2026-05-02T10:00:00+00:00"))
+    assert more.cases_updated == first.cases_opened
+    other = take(runtime, event("2026-05-02T10:00:00+00:00", category="scanning"))
+    assert other.cases_opened and other.cases_opened != first.cases_opened
+    case = _case(runtime, first.cases_opened[0])
+    assert case.events == 3
+    assert case.first_event_at.isoformat().startswith("2026-05-01T10:00")
+    assert case.last_event_at.isoformat().startswith("2026-05-02T10:00")
+
+
+def test_the_same_event_again_is_dropped_and_counted(runtime: Runtime, scene: object) -> None:
+    first = take(runtime, event())
+    again = take(runtime, event())
+    assert again.events == 0 and again.duplicates == 1
+    case = _case(runtime, first.cases_opened[0])
+    assert case.events == 1 and case.duplicates == 1
+    with runtime.reading() as session:
+        assert session.scalar(select(func.count()).select_from(AbuseEvent)) == 1
+        # Both reports are kept: the second is evidence that it was sent again.
+        assert session.scalar(select(func.count()).select_from(AbuseReport)) == 2
+
+
+def test_a_resolved_case_reopens_when_new_events_arrive(runtime: Runtime, scene: object) -> None:
+    reference = take(runtime, event()).cases_opened[0]
+    with _op(runtime) as op:
+        service.transition(
+            op, service.get_case(op.session, reference), "resolved", "customer fixed it"
+        )
+    later = take(runtime, event("2026-05-03T10:00:00+00:00"))
+    assert later.cases_updated == [reference]
+    case = _case(runtime, reference)
+    assert case.state == "new" and case.closed_at is None
+    with runtime.reading() as session:
+        actions = [
+            e.action
+            for e in session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.object_type == "abuse_case", AuditEntry.object_id == str(case.id))
+                .order_by(AuditEntry.seq)
+            )
+        ]
+    assert actions == ["case.opened", "case.resolved", "case.reopened"]
+
+
+def test_a_terminated_case_does_not_reopen_a_new_one_is_opened(
+    runtime: Runtime, scene: object
+) -> None:
+    reference = take(runtime, event()).cases_opened[0]
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        service.transition(op, case, "escalated", "repeat offender")
+        service.transition(op, case, "suspended", "stop the spam")
+        service.transition(op, case, "terminated", "contract ended for abuse")
+    later = take(runtime, event("2026-05-04T10:00:00+00:00"))
+    assert later.cases_opened and later.cases_opened != [reference]
+
+
+def test_events_nobody_can_be_found_for_wait_in_the_queue_with_the_reason(
+    runtime: Runtime, scene: object
+) -> None:
+    result = take(
+        runtime,
+        event(ip=NOT_OURS),
+        event(ip=IN_RANGE_UNHELD, excerpt="x"),
+        event("2025-01-01T00:00:00+00:00", excerpt="before"),
+    )
+    assert result.unresolved == 3 and not result.cases_opened
+    with runtime.reading() as session:
+        reasons = {
+            e.ip + e.occurred_at.isoformat()[:4]: e.reason
+            for e in session.scalars(select(AbuseEvent).where(AbuseEvent.status == "unresolved"))
+        }
+    assert "does not own" in reasons[f"{NOT_OURS}2026"]
+    assert "nobody held it" in reasons[f"{IN_RANGE_UNHELD}2026"]
+    assert "nobody held it" in reasons[f"{SHARED_IP}2025"]
+
+
+def test_attributing_again_after_the_registry_is_fixed_groups_the_waiting_events(
+    runtime: Runtime, scene: object
+) -> None:
+    from hostwarden.registry import inventory
+
+    take(runtime, event(ip=IN_RANGE_UNHELD))
+    with _op(runtime) as op:
+        inventory.assign(
+            op,
+            f"{IN_RANGE_UNHELD}/32",
+            scene.bob,  # type: ignore[attr-defined]
+            valid_from="2026-01-01T00:00:00Z",
+            reason="late entry",
+        )
+    done = service.attribute_again(runtime, system_actor("desk-test"))
+    assert done == {"grouped": 1, "still_unresolved": 0}
+    with runtime.reading() as session:
+        case = session.scalars(select(AbuseCase)).one()
+    assert case.customer_id == scene.bob  # type: ignore[attr-defined]
+
+
+def test_a_domain_event_goes_to_the_customer_of_the_domain_or_a_parent(
+    runtime: Runtime, scene: object
+) -> None:
+    result = take(
+        runtime,
+        event(
+            ip=None,
+            domain="login.shop.example.com",
+            category="phishing",
+            url="http://login.shop.example.com/bank",
+        ),
+    )
+    case = _case(runtime, result.cases_opened[0])
+    assert case.customer_id == scene.alice and case.subject == "login.shop.example.com"  # type: ignore[attr-defined]
+    unknown = take(runtime, event(ip=None, domain="elsewhere.example.org", category="phishing"))
+    assert unknown.unresolved == 1
+
+
+def test_reporter_and_address_allowlists(runtime: Runtime, scene: object) -> None:
+    with _op(runtime) as op:
+        service.add_allowlist(
+            op,
+            kind="reporter",
+            value="noise@feeds.example.org",
+            mode="ignore",
+            reason="sends false reports",
+        )
+        service.add_allowlist(
+            op,
+            kind="reporter",
+            value="@logged.example.org",
+            mode="log",
+            reason="only for statistics",
+        )
+        service.add_allowlist(
+            op,
+            kind="address",
+            value="203.0.113.10/32",
+            mode="record",
+            reason="our own honeypot",
+            expires_at=utcnow() + timedelta(days=1),
+        )
+    ignored = take(runtime, event(), reporter="noise@feeds.example.org")
+    assert ignored.status == "ignored" and ignored.events == 0
+    logged = take(
+        runtime,
+        event(excerpt="l", reporter="x@logged.example.org"),
+        reporter="x@logged.example.org",
+    )
+    assert logged.events == 1 and not logged.cases_opened
+    recorded = take(runtime, event(excerpt="honeypot"))
+    assert recorded.allowlisted == 1 and not recorded.cases_opened
+    with runtime.reading() as session:
+        statuses = sorted(e.status for e in session.scalars(select(AbuseEvent)))
+        assert session.scalar(select(func.count()).select_from(AbuseCase)) == 0
+    assert statuses == ["allowlisted", "logged"]
+
+
+def test_allowlist_entries_need_a_reason_a_known_mode_and_a_future_expiry(
+    runtime: Runtime, scene: object
+) -> None:
+    with _op(runtime) as op:
+        with pytest.raises(ValidationFailed, match="reason"):
+            service.add_allowlist(
+                op, kind="reporter", value="a@b.example", mode="ignore", reason=" "
+            )
+        with pytest.raises(ValidationFailed, match="mode"):
+            service.add_allowlist(
+                op, kind="address", value="203.0.113.0/28", mode="ignore", reason="x"
+            )
+        with pytest.raises(ValidationFailed, match="past"):
+            service.add_allowlist(
+                op,
+                kind="reporter",
+                value="a@b.example",
+                mode="log",
+                reason="x",
+                expires_at=utcnow() - timedelta(hours=1),
+            )
+
+
+def test_the_state_machine_refuses_a_jump_and_says_which_states_may_follow(
+    runtime: Runtime, scene: object
+) -> None:
+    reference = take(runtime, event()).cases_opened[0]
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        with pytest.raises(Conflict, match="cannot become terminated") as info:
+            service.transition(op, case, "terminated", "no")
+        assert "escalated" in str(info.value.hint)
+        with pytest.raises(ValidationFailed, match="reason"):
+            service.transition(op, case, "ignored", "")
+        with pytest.raises(ValidationFailed, match="notification"):
+            service.transition(op, case, "notified", "")
+    assert _case(runtime, reference).state == "new"
+
+
+def test_a_case_whose_playbook_asks_for_it_cannot_close_before_the_authority_decision(
+    runtime: Runtime, scene: object
+) -> None:
+    reference = take(runtime, event(category="gambling", excerpt="casino")).cases_opened[0]
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        assert case.authority_required
+        with pytest.raises(Conflict, match="报告主管部门"):
+            service.transition(op, case, "resolved", "site removed")
+        with pytest.raises(ValidationFailed, match="to whom"):
+            service.record_authority_decision(
+                op, case, reported=True, to="", reference="", reason=""
+            )
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        service.record_authority_decision(
+            op, case, reported=True, to="公安机关网安部门", reference="GA-2026-17", reason=""
+        )
+        service.transition(op, case, "resolved", "site removed")
+    case = _case(runtime, reference)
+    assert case.state == "resolved" and case.authority_reference == "GA-2026-17"
+    assert case.mitigated_at is not None and case.first_action_at is not None
+
+
+def test_enough_events_escalate_and_the_playbook_suspends_by_itself(
+    runtime: Runtime, scene: object
+) -> None:
+    with _op(runtime) as op:
+        set_playbook(
+            op,
+            "spam",
+            deadline_hours=24,
+            escalate_after_events=3,
+            escalation_action="suspend",
+            authority_decision=False,
+            auto_notify=False,
+            reason="test",
+        )
+    reference = take(
+        runtime, event("2026-05-01T10:00:00+00:00"), event("2026-05-01T10:01:00+00:00")
+    ).cases_opened[0]
+    assert _case(runtime, reference).state == "new"
+    take(runtime, event("2026-05-01T10:02:00+00:00"))
+    case = _case(runtime, reference)
+    assert case.state == "suspended"
+    with runtime.reading() as session:
+        kinds = [
+            (e.kind, e.author)
+            for e in session.scalars(
+                select(CaseEntry).where(CaseEntry.case_id == case.id).order_by(CaseEntry.id)
+            )
+        ]
+    assert ("state", "system:playbook") in kinds and kinds[-1][0] == "action"
+
+
+def test_playbook_settings_are_checked(runtime: Runtime, scene: object) -> None:
+    with _op(runtime) as op:
+        with pytest.raises(ValidationFailed, match="not a category"):
+            set_playbook(
+                op,
+                "nonsense",
+                deadline_hours=1,
+                escalate_after_events=1,
+                escalation_action="none",
+                authority_decision=False,
+                auto_notify=False,
+            )
+        with pytest.raises(ValidationFailed, match="escalation action"):
+            set_playbook(
+                op,
+                "spam",
+                deadline_hours=1,
+                escalate_after_events=1,
+                escalation_action="delete",
+                authority_decision=False,
+                auto_notify=False,
+            )
+
+
+def test_a_passed_deadline_escalates_and_idle_cases_close(runtime: Runtime, scene: object) -> None:
+    reference = take(runtime, event()).cases_opened[0]
+    idle = take(runtime, event(category="scanning", excerpt="scan")).cases_opened[0]
+    with _op(runtime) as op:
+        notify.notify_customer(op, service.get_case(op.session, reference))
+    deadline = _case(runtime, reference).deadline_at
+    assert deadline is not None
+    done = service.run_deadlines(runtime, now=deadline + timedelta(minutes=1))
+    assert done["escalated"] == 1
+    assert _case(runtime, reference).state == "escalated"
+    later = utcnow() + timedelta(days=runtime.settings.cases.idle_close_days + 1)
+    done = service.run_deadlines(runtime, now=later)
+    assert done["closed_idle"] == 1 and _case(runtime, idle).state == "resolved"
+
+
+def test_notes_are_internal_and_kept_apart_from_messages(runtime: Runtime, scene: object) -> None:
+    from hostwarden.cases import queries
+
+    reference = take(runtime, event()).cases_opened[0]
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        service.add_note(op, case, "customer is a reseller, call them first")
+        notify.notify_customer(op, case, locale="en")
+    with runtime.reading() as session:
+        detail = queries.case_detail(session, service.get_case(session, reference))
+    by_kind = {t["kind"]: t["audience"] for t in detail["timeline"]}
+    assert by_kind["note"] == "internal" and by_kind["to-customer"] == "customer"
+    sent = next(t["text"] for t in detail["timeline"] if t["kind"] == "to-customer")
+    assert "reseller" not in sent
+
+
+def test_a_report_too_large_is_refused_and_nothing_is_stored(
+    runtime: Runtime, scene: object
+) -> None:
+    limit = runtime.settings.cases.max_report_mb * 1024 * 1024
+    with pytest.raises(TooLarge, match="limit"):
+        service.receive(runtime, b"x" * (limit + 1), channel="smtp")
+    with runtime.reading() as session:
+        assert session.scalar(select(func.count()).select_from(AbuseReport)) == 0
+    assert not rawstore.store_dir(runtime).exists() or not any(
+        rawstore.store_dir(runtime).rglob("*.bin")
+    )
+
+
+def test_a_report_nobody_understands_is_kept_unchanged_for_a_person(
+    runtime: Runtime, scene: object
+) -> None:
+    raw = b"\x00\x01 not a mail at all \xff\xfe" * 10
+    result = service.receive(runtime, raw, channel="smtp")
+    assert result.status == "unparsed" and result.events == 0
+    assert rawstore.get(rawstore.store_dir(runtime), result.sha256) == raw
+    assert result.sha256 == hashlib.sha256(raw).hexdigest()
+    with _op(runtime) as op:
+        service.review_report(op, result.report_id, "spoke to the sender on the phone")
+        with pytest.raises(Conflict):
+            service.review_report(op, result.report_id, "again")
+
+
+def test_every_intake_is_in_the_audit_trail_and_the_chain_verifies(
+    runtime: Runtime, scene: object
+) -> None:
+    result = take(runtime, event())
+    with runtime.reading() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "report.received")
+        ).one()
+        assert entry.actor == "system:intake"
+        assert json.loads(entry.after)["cases_opened"] == result.cases_opened
+    assert audit.verify(runtime).ok
+
+
+def test_a_raw_report_altered_on_disk_is_named_as_modified(runtime: Runtime, scene: object) -> None:
+    result = take(runtime, event(), raw=b"original report bytes")
+    path = rawstore.path_of(rawstore.store_dir(runtime), result.sha256)
+    path.write_bytes(b"altered report bytes!")
+    with pytest.raises(Exception, match="no longer matches"):
+        rawstore.get(rawstore.store_dir(runtime), result.sha256)
