@@ -173,6 +173,9 @@ class _Intake:
         self.cases: dict[tuple[int, str, str], AbuseCase] = {}
         self.seen: set[str] = set()
         self.acks: list[tuple[AbuseReport, list[AbuseCase]]] = []
+        #: Cases opened whose playbook notifies the customer at once (after the batch,
+        #: so the notice quotes every event of it).
+        self.to_notify: list[AbuseCase] = []
 
     # reports ---------------------------------------------------------------------------
 
@@ -426,6 +429,8 @@ class _Intake:
         self.session.add(case)
         self.session.flush()
         case.reference = f"AB-{self.now:%Y%m%d}-{case.id:06d}"
+        if rule.auto_notify:
+            self.to_notify.append(case)
         with self.op.automated("intake"):
             self.op.audit(
                 "case.opened",
@@ -553,6 +558,7 @@ def receive_many(
                 progress(1)
         from hostwarden.cases import notify
 
+        _notify_at_once(op, intake.to_notify)
         for report, touched in intake.acks:
             if _wants_ack(runtime, report):
                 notify.acknowledge_reporter(op, report, touched)
@@ -567,6 +573,21 @@ def receive_many(
             unresolved=result.unresolved,
         )
     return results
+
+
+def _notify_at_once(op: Operation, cases: list[AbuseCase]) -> None:
+    """The playbook's automatic notice; a customer who cannot be mailed gets a timeline
+    entry saying so (the desk notifies by other means), and the intake goes on."""
+    from hostwarden.cases import notify
+
+    with op.automated("playbook"):
+        for case in cases:
+            if case.state != "new":
+                continue  # escalated or suspended in the same batch
+            try:
+                notify.notify_customer(op, case)
+            except HostwardenError as exc:
+                _entry(op, case, "action", f"automatic notice not sent: {exc}")
 
 
 def _wants_ack(runtime: Runtime, report: AbuseReport) -> bool:

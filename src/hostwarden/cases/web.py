@@ -5,13 +5,14 @@ Every change goes through ``cases.service`` / ``cases.notify``."""
 from __future__ import annotations
 
 import threading
+from urllib.parse import quote
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hostwarden.api.deps import Principal, page, public, runtime_of
 from hostwarden.cases import notify, queries, rawstore, service
@@ -43,6 +44,14 @@ STATE_LABELS = {
     "suspended": N_("suspended"),
     "terminated": N_("terminated"),
     "ignored": N_("ignored"),
+}
+#: What the case page says after an action (the action redirects with ``done=<key>``).
+DONE = {
+    "notified": N_("Notice queued for the customer."),
+    "message": N_("Message queued."),
+    "note": N_("Internal note added."),
+    "state": N_("Case updated."),
+    "authority": N_("Decision recorded."),
 }
 EMPTY_FILTER = {"state": "", "category": "", "customer": "", "age": ""}
 #: Bulk actions on the case list: the transition each makes.
@@ -342,9 +351,11 @@ def allowlist_remove(
 
 @router.get("/cases/{reference}")
 def case_page(
-    request: Request, reference: str, who: Principal = page(Perm.CASES_READ)
+    request: Request, reference: str, done: str = "", who: Principal = page(Perm.CASES_READ)
 ) -> HTMLResponse:
-    return _case_page(request, who, reference)
+    i18n.set_locale(who.locale)
+    notice = i18n.gettext(DONE[done]) if done in DONE else ""
+    return _case_page(request, who, reference, notice=notice)
 
 
 def _case_action(
@@ -353,14 +364,17 @@ def _case_action(
     reference: str,
     action: Callable[[Operation, Any], Any],
     done: str,
-) -> HTMLResponse:
+) -> HTMLResponse | RedirectResponse:
     try:
         with runtime_of(request).operation(who.actor()) as op:
-            action(op, service.get_case(op.session, reference))
+            case = service.get_case(op.session, reference)
+            action(op, case)
+            target = case.reference
     except HostwardenError as exc:
         return _case_page(request, who, reference, error=str(exc), status=exc.status)
-    i18n.set_locale(who.locale)
-    return _case_page(request, who, reference, notice=i18n.gettext(done))
+    # Redirect after the change, so that reloading the page does not send it again.
+    key = next(k for k, v in DONE.items() if v == done)
+    return RedirectResponse(f"/cases/{quote(target)}?done={key}", status_code=303)
 
 
 @router.post("/cases/{reference}/notify")
@@ -376,7 +390,7 @@ def case_notify(
         who,
         reference,
         lambda op, c: notify.notify_customer(op, c, locale=locale or None, extra=extra),
-        N_("Notice queued for the customer."),
+        DONE["notified"],
     )
 
 
@@ -396,7 +410,7 @@ def case_message(
             return notify.message_customer(op, case, subject, text)
         raise ValidationFailed("choose who the message is for.", hint="Customer or reporter.")
 
-    return _case_action(request, who, reference, send, N_("Message queued."))
+    return _case_action(request, who, reference, send, DONE["message"])
 
 
 @router.post("/cases/{reference}/note")
@@ -411,7 +425,7 @@ def case_note(
         who,
         reference,
         lambda op, c: service.add_note(op, c, text),
-        N_("Internal note added."),
+        DONE["note"],
     )
 
 
@@ -428,7 +442,7 @@ def case_state(
         who,
         reference,
         lambda op, c: service.transition(op, c, to, reason),
-        N_("Case updated."),
+        DONE["state"],
     )
 
 
@@ -449,7 +463,7 @@ def case_authority(
             op, case, reported=reported == "yes", to=to, reference=ref, reason=reason
         )
 
-    return _case_action(request, who, reference, decide, N_("Decision recorded."))
+    return _case_action(request, who, reference, decide, DONE["authority"])
 
 
 # --- public pages -------------------------------------------------------------------------------
