@@ -18,7 +18,9 @@ from tests.cases.support import build, mail
 
 runner = CliRunner()
 
-SPAM = "Spam from 203.0.113.10 received 2026-05-01 10:00:00 +0800. Received: from vm1 [203.0.113.10]"
+SPAM = (
+    "Spam from 203.0.113.10 received 2026-05-01 10:00:00 +0800. Received: from vm1 [203.0.113.10]"
+)
 SCAN = "Port scan from 203.0.113.10 at 2026-05-02 11:00:00 +0800 against our network."
 
 
@@ -102,8 +104,17 @@ def test_cases_are_worked_from_the_shell(ready: Runtime, tmp_path: Path) -> None
 
 
 def test_allowlist_and_playbook_commands(ready: Runtime) -> None:
-    code, out, _ = hw("cases", "allowlist", "add", "address", "203.0.113.0/28", "--mode",
-                      "record", "--reason", "our scanner")
+    code, out, _ = hw(
+        "cases",
+        "allowlist",
+        "add",
+        "address",
+        "203.0.113.0/28",
+        "--mode",
+        "record",
+        "--reason",
+        "our scanner",
+    )
     assert code == 0
     code, out, _ = hw("cases", "allowlist", "list", "--json")
     entry = json.loads(out)[0]
@@ -112,12 +123,25 @@ def test_allowlist_and_playbook_commands(ready: Runtime) -> None:
     assert code == 1 and "reason" in err
     code, out, _ = hw("cases", "allowlist", "remove", str(entry["id"]), "--reason", "retired")
     assert code == 0
-    code, out, _ = hw("cases", "playbook", "set", "spam", "--deadline-hours", "8",
-                      "--escalate-after", "4", "--action", "suspend", "--reason", "wave")
+    code, out, _ = hw(
+        "cases",
+        "playbook",
+        "set",
+        "spam",
+        "--deadline-hours",
+        "8",
+        "--escalate-after",
+        "4",
+        "--action",
+        "suspend",
+        "--reason",
+        "wave",
+    )
     assert code == 0
     code, out, _ = hw("cases", "playbook", "list", "--json")
     spam = next(r for r in json.loads(out) if r["category"] == "spam")
     assert spam["deadline_hours"] == 8 and spam["escalation_action"] == "suspend"
-    code, out, err = hw("cases", "playbook", "set", "weather", "--deadline-hours", "8",
-                        "--escalate-after", "4")
+    code, out, err = hw(
+        "cases", "playbook", "set", "weather", "--deadline-hours", "8", "--escalate-after", "4"
+    )
     assert code == 1 and "not a category" in err

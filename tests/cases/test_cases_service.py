@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from email import message_from_string, policy
 from datetime import timedelta
+from email import message_from_string, policy
 
 import pytest
 from sqlalchemy import func, select
@@ -417,10 +417,20 @@ def test_a_playbook_that_notifies_at_once_sends_the_notice_when_the_case_opens(
     from hostwarden.cases.models import OutgoingMail
 
     with _op(runtime) as op:
-        set_playbook(op, "phishing", deadline_hours=4, escalate_after_events=10,
-                     escalation_action="none", authority_decision=False, auto_notify=True)
-    result = take(runtime, event(category="phishing", excerpt="fake bank login page"),
-                  event("2026-05-01T10:05:00+08:00", category="phishing", excerpt="second"))
+        set_playbook(
+            op,
+            "phishing",
+            deadline_hours=4,
+            escalate_after_events=10,
+            escalation_action="none",
+            authority_decision=False,
+            auto_notify=True,
+        )
+    result = take(
+        runtime,
+        event(category="phishing", excerpt="fake bank login page"),
+        event("2026-05-01T10:05:00+08:00", category="phishing", excerpt="second"),
+    )
     case = _case(runtime, result.cases_opened[0])
     assert case.state == "notified" and case.deadline_at is not None
     with runtime.reading() as session:
@@ -441,14 +451,29 @@ def test_outbound_detection_alerts_open_cases_through_the_same_intake(
 
     def alert(category: str, direction: str, minute: int) -> DetectAlert:
         moment = datetime(2026, 5, 1, 2, minute, tzinfo=UTC)
-        return DetectAlert(category=category, kind="x", severity="high", ip=SHARED_IP,
-                           ip_key=netaddr.address_key(SHARED_IP), direction=direction,
-                           first_seen=moment, last_seen=moment, window_seconds=10,
-                           summary=f"{category} from {SHARED_IP}", detector="volumetric")
+        return DetectAlert(
+            category=category,
+            kind="x",
+            severity="high",
+            ip=SHARED_IP,
+            ip_key=netaddr.address_key(SHARED_IP),
+            direction=direction,
+            first_seen=moment,
+            last_seen=moment,
+            window_seconds=10,
+            summary=f"{category} from {SHARED_IP}",
+            detector="volumetric",
+        )
 
     with _op(runtime) as op:
-        op.session.add_all([alert("ddos-out", "outbound", 1), alert("ddos-in", "inbound", 2),
-                            alert("anomaly", "outbound", 3), alert("scan", "outbound", 4)])
+        op.session.add_all(
+            [
+                alert("ddos-out", "outbound", 1),
+                alert("ddos-in", "inbound", 2),
+                alert("anomaly", "outbound", 3),
+                alert("scan", "outbound", 4),
+            ]
+        )
     assert detections.take_alerts(runtime) == {"alerts": 2, "events": 2, "duplicates": 0}
     assert detections.take_alerts(runtime)["alerts"] == 0
     with runtime.reading() as session:

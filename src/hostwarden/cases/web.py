@@ -4,12 +4,13 @@ Every change goes through ``cases.service`` / ``cases.notify``."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
-from urllib.parse import quote
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -526,7 +527,11 @@ def report_submit(
                 hint="Wait an hour, or send the report by mail to the abuse address.",
             )
         value = address.strip()
-        is_url = "/" in value or (value and not value.replace(".", "").replace(":", "").isalnum())
+        # An address is an address; anything else given is a URL or a host name.
+        try:
+            is_url = not ipaddress.ip_address(value)
+        except ValueError:
+            is_url = True
         if port.strip() and not port.strip().isdigit():
             raise ValidationFailed(
                 f"port {port!r} is not a number.", hint="Give 1–65535 or nothing."
