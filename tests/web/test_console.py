@@ -176,9 +176,9 @@ def test_areas_not_built_yet_say_so_and_show_no_data(
     client: TestClient, initialised: Initialised
 ) -> None:
     sign_in(client, "admin", initialised.admin_password)
-    page = client.get("/cases", headers=HTML)
+    page = client.get("/filing", headers=HTML)
     assert page.status_code == 200
-    assert "Not built yet" in page.text and "#7" in page.text
+    assert "Not built yet" in page.text and "a later issue" in page.text
     assert "<table" not in page.text
 
 
