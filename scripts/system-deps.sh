@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives: chromium for the console's browser
 # tests, CJK fonts so Chinese pages render in screenshots, the flow tools (tshark,
-# softflowd, pmacct, nfdump) and fastnetmon (bench/detect.py). Idempotent and quiet when
-# everything is present.
+# softflowd, pmacct, nfdump), fastnetmon (bench/detect.py) and dovecot (the IMAP intake's
+# tests). Idempotent and quiet when everything is present.
 #   --runtime   only what `hostwarden serve` needs (used by `make run`): pango for
 #               WeasyPrint's PDFs of commitment letters, CJK fonts for their Chinese text.
 # Without it, also the test tools: chromium, and poppler-utils (pdftotext reads PDFs back).
@@ -24,6 +24,9 @@ if [ "${1:-}" != "--runtime" ]; then
   # Detection benchmark: FastNetMon (Debian 12: 1.2.4) is the peer the detectors are
   # measured against. Its unit is enabled by the package; the bench runs its own copy.
   dpkg -s fastnetmon >/dev/null 2>&1 || need+=(fastnetmon)  # /usr/sbin: not on every PATH
+  # IMAP intake tests: a real dovecot (Debian 12: 2.3.19) serves the abuse mailbox the
+  # poller reads. Its unit is enabled by the package; the tests run their own copy.
+  dpkg -s dovecot-imapd >/dev/null 2>&1 || need+=(dovecot-imapd)  # /usr/sbin: not on every PATH
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -409,7 +409,7 @@ class _Intake:
     def _open(self, row: AbuseEvent, subject_key: str, subject: str) -> AbuseCase:
         rule = self.playbooks[row.category]
         case = AbuseCase(
-            reference=f"pending-{uuid4().hex}",
+            reference=f"p-{uuid4().hex[:24]}",  # replaced once the id is known
             customer_id=row.customer_id,
             instance_id=row.instance_id,
             category=row.category,

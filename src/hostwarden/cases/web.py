@@ -365,7 +365,7 @@ def _case_action(
     reference: str,
     action: Callable[[Operation, Any], Any],
     done: str,
-) -> HTMLResponse | RedirectResponse:
+) -> Response:
     try:
         with runtime_of(request).operation(who.actor()) as op:
             case = service.get_case(op.session, reference)
@@ -385,7 +385,7 @@ def case_notify(
     locale: Annotated[str, Form()] = "",
     extra: Annotated[str, Form()] = "",
     who: Principal = page(Perm.CASES_WRITE),
-) -> HTMLResponse:
+) -> Response:
     return _case_action(
         request,
         who,
@@ -403,7 +403,7 @@ def case_message(
     subject: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     who: Principal = page(Perm.CASES_WRITE),
-) -> HTMLResponse:
+) -> Response:
     def send(op: Operation, case: Any) -> Any:
         if to == "reporter":
             return notify.message_reporter(op, case, subject, text)
@@ -420,7 +420,7 @@ def case_note(
     reference: str,
     text: Annotated[str, Form()] = "",
     who: Principal = page(Perm.CASES_WRITE),
-) -> HTMLResponse:
+) -> Response:
     return _case_action(
         request,
         who,
@@ -437,7 +437,7 @@ def case_state(
     to: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     who: Principal = page(Perm.CASES_WRITE),
-) -> HTMLResponse:
+) -> Response:
     return _case_action(
         request,
         who,
@@ -456,7 +456,7 @@ def case_authority(
     ref: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     who: Principal = page(Perm.CASES_WRITE),
-) -> HTMLResponse:
+) -> Response:
     def decide(op: Operation, case: Any) -> Any:
         if reported not in ("yes", "no"):
             raise ValidationFailed("choose whether the case was reported.", hint="Yes or no.")

@@ -28,6 +28,17 @@ class CasesSettings(_Section):
     public_url: str = "http://127.0.0.1:8080"
     #: Reports the public web form takes from one client address per hour.
     form_per_hour: int = Field(10, ge=1, le=10_000)
+    #: An existing abuse mailbox polled over IMAP: ``imaps://host:993`` or
+    #: ``imap://host:143`` (STARTTLS is used when the server offers it); empty: off.
+    imap_url: str = ""
+    imap_user: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder: str = "INBOX"
+    #: Taken messages are moved here (created if missing), so none is taken twice.
+    imap_done_folder: str = "hostwarden-done"
+    imap_poll_seconds: float = Field(60.0, gt=0, le=86400)
+    #: Verify the server's certificate (turn off only for a server on loopback).
+    imap_verify_tls: bool = True
     #: Acknowledge reporters by mail (a reporter allowlist entry may turn it off for one).
     acknowledge_reporters: bool = True
 
