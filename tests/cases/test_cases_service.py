@@ -479,3 +479,29 @@ def test_outbound_detection_alerts_open_cases_through_the_same_intake(
     with runtime.reading() as session:
         cases = sorted((c.category, c.customer_id) for c in session.scalars(select(AbuseCase)))
     assert cases == [("ddos", scene.alice), ("scanning", scene.alice)]  # type: ignore[attr-defined]
+
+
+def test_a_cgnat_address_needs_the_port_to_find_the_customer(
+    runtime: Runtime, scene: object
+) -> None:
+    from hostwarden.registry import inventory
+
+    with _op(runtime) as op:
+        inventory.create_range(op, "10.0.0.0/24", purpose="CGNAT pool")
+        inventory.assign(op, "10.0.0.5/32", scene.bob,  # type: ignore[attr-defined]
+                         valid_from="2026-01-01T00:00:00Z")
+        inventory.create_nat(op, "203.0.113.200", 40000, 40999, "10.0.0.5",
+                             valid_from="2026-01-01T00:00:00Z")
+    with_port = take(runtime, event(ip="203.0.113.200", port=40123, category="bruteforce"))
+    case = _case(runtime, with_port.cases_opened[0])
+    assert case.customer_id == scene.bob  # type: ignore[attr-defined]
+    assert case.subject == "203.0.113.200"
+    without = take(runtime, event(ip="203.0.113.200", category="bruteforce", excerpt="no port"))
+    other_port = take(runtime, event(ip="203.0.113.200", port=50000, category="bruteforce",
+                                     excerpt="outside the block"))
+    assert without.unresolved == 1 and other_port.unresolved == 1
+    with runtime.reading() as session:
+        reasons = sorted(e.reason for e in session.scalars(
+            select(AbuseEvent).where(AbuseEvent.status == "unresolved")))
+    assert "no NAT block of 203.0.113.200 covered port 50000" in reasons[0]
+    assert "ask the reporter for the source port" in reasons[1]
