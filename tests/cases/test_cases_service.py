@@ -503,5 +503,5 @@ def test_a_cgnat_address_needs_the_port_to_find_the_customer(
     with runtime.reading() as session:
         reasons = sorted(e.reason for e in session.scalars(
             select(AbuseEvent).where(AbuseEvent.status == "unresolved")))
-    assert "no NAT block of 203.0.113.200 covered port 50000" in reasons[0]
-    assert "ask the reporter for the source port" in reasons[1]
+    assert "ask the reporter for the source port" in reasons[0]
+    assert "no NAT block of 203.0.113.200 covered port 50000" in reasons[1]
