@@ -22,5 +22,7 @@ def parse_sample(name: str) -> tuple[ReportMessage, str, ParsedReport]:
     return message, choose(message).name, parse_message(message)
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

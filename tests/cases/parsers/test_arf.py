@@ -8,7 +8,7 @@ from tests.cases.parsers.samples import parse_sample, utc
 
 
 def test_arf_report_gives_a_spam_event_for_the_source_ip_at_the_arrival_time() -> None:
-    message, chosen, report = parse_sample("arf_rfc5965.eml")
+    _, chosen, report = parse_sample("arf_rfc5965.eml")
 
     assert chosen == "arf"
     assert report.parser == "arf"
@@ -153,3 +153,13 @@ def test_arf_scores_rfc5965_highest_and_plain_mail_zero() -> None:
 
     assert parser.score(read_message(_feedback())) == 1.0
     assert parser.score(plain) == 0.0
+
+
+def test_feedback_report_without_source_ip_takes_the_received_hop_without_a_note() -> None:
+    # Some providers (Yahoo-style) leave Source-IP out and send the original's headers.
+    report = ArfParser().parse(read_message(_feedback(source_ip="")))
+
+    [event] = report.events
+    assert event.ip == "198.51.100.9"
+    assert event.extra["ip_source"] == "Received"
+    assert report.notes == []

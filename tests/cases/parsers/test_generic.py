@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from hostwarden.cases.parsers import generic
 from hostwarden.cases.parsers.generic import GenericParser
 from hostwarden.cases.parsers.mime import read_message
 from tests.cases.parsers.samples import parse_sample, utc
@@ -66,6 +69,9 @@ def test_chinese_time_marked_beijing_time_says_so_in_the_zone() -> None:
     assert event.zone == "北京时间"
 
 
+UTF8_HEADERS = "From: a@example.com\nContent-Type: text/plain; charset=utf-8\n\n"
+
+
 def test_chinese_category_keywords() -> None:
     cases = {
         "该网站涉嫌赌博": "gambling",
@@ -81,7 +87,7 @@ def test_chinese_category_keywords() -> None:
     parser = GenericParser()
     found = {}
     for sentence in cases:
-        raw = f"From: a@example.com\nContent-Type: text/plain; charset=utf-8\n\n{sentence} 192.0.2.3\n"
+        raw = f"{UTF8_HEADERS}{sentence} 192.0.2.3\n"
         [event] = parser.parse(read_message(raw.encode())).events
         found[sentence] = event.category
 
@@ -118,3 +124,15 @@ def test_generic_always_scores_low() -> None:
     message = read_message(b"From: a@example.com\n\nanything\n")
 
     assert GenericParser().score(message) == 0.01
+
+
+def test_a_huge_text_is_read_only_up_to_the_limit_with_a_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(generic, "MAX_TEXT_CHARS", 40)
+    raw = b"From: a@example.com\nSubject: log\n\nfirst 192.0.2.1\n" + b"x" * 100 + b" 192.0.2.2\n"
+
+    report = GenericParser().parse(read_message(raw))
+
+    assert [e.ip for e in report.events] == ["192.0.2.1"]
+    assert report.notes[0] == "the report text is 131 characters; read the first 40"

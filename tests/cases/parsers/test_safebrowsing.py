@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.cases.parsers.samples import parse_sample, utc
+from hostwarden.cases.parsers import choose
+from hostwarden.cases.parsers.mime import read_message
+from tests.cases.parsers.samples import parse_sample, sample, utc
 
 
 def test_safe_browsing_notice_gives_an_event_per_flagged_url_with_its_threat() -> None:
@@ -10,7 +12,12 @@ def test_safe_browsing_notice_gives_an_event_per_flagged_url_with_its_threat() -
 
     assert chosen == "safebrowsing"
     assert [(e.category, e.ip, e.domain, e.url) for e in report.events] == [
-        ("malware", "203.0.113.15", "downloads.example.net", "http://downloads.example.net/setup.exe"),
+        (
+            "malware",
+            "203.0.113.15",
+            "downloads.example.net",
+            "http://downloads.example.net/setup.exe",
+        ),
         ("malware", "203.0.113.16", None, "http://203.0.113.16/payload.bin"),
         (
             "phishing",
@@ -49,3 +56,17 @@ def test_googles_own_links_after_the_list_are_no_events() -> None:
     _, _, report = parse_sample("safebrowsing_notice.eml")
 
     assert all("transparencyreport" not in (e.url or "") for e in report.events)
+
+
+def test_a_notice_from_googles_noreply_address_is_recognised_by_its_text() -> None:
+    raw = (
+        sample("safebrowsing_notice.eml")
+        .replace(
+            b"From: Google Safe Browsing <safebrowsing-noreply@example.com>",
+            b"From: Google <noreply@google.com>",
+        )
+        .replace(b"Subject: Safe Browsing alert for AS64496", b"Subject: Alert for AS64496")
+    )
+    message = read_message(raw)
+
+    assert choose(message).name == "safebrowsing"

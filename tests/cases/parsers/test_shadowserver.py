@@ -104,7 +104,7 @@ def _mail(attachments: dict[str, bytes]) -> ReportMessage:
             "Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(data).decode()
         )
     raw = (
-        'From: autoreports@shadowserver.example.net\nSubject: Shadowserver report\n'
+        "From: autoreports@shadowserver.example.net\nSubject: Shadowserver report\n"
         'Date: Fri, 01 May 2026 06:00:00 +0000\nContent-Type: multipart/mixed; boundary="b"\n\n'
         "--b\nContent-Type: text/plain\n\nReport attached.\n" + "".join(parts) + "--b--\n"
     )

@@ -212,7 +212,9 @@ def test_parse_xarf4_document_names_the_bad_field(report: dict[str, Any], field:
 
 
 def test_parse_xarf4_document_rejects_bad_json_with_its_position() -> None:
-    with pytest.raises(ValidationFailed, match="not valid JSON: Expecting value at line 1 column 12"):
+    with pytest.raises(
+        ValidationFailed, match="not valid JSON: Expecting value at line 1 column 12"
+    ):
         parse_xarf4_document('{"Report": ', reporter="api:cert")
     with pytest.raises(ValidationFailed, match="JSON list, not an object"):
         parse_xarf4_document("[]", reporter="api:cert")

@@ -1,0 +1,407 @@
+"""Parsers for X-ARF 0.2 (YAML report part, as fail2ban and blocklist.de send) and XARF v4 (JSON).
+
+X-ARF 0.2 mails carry ``X-ARF: YES`` and three parts: text for people, the report as
+YAML in a ``report.txt`` text part, and optional evidence (a log excerpt). XARF v4 is a
+JSON document (``Reporter``/``ReporterInfo``, ``Sender``, ``Report``) sent as an
+attachment or as the whole body, or posted to the API, which calls
+``parse_xarf4_document``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+import yaml
+
+from hostwarden.cases.parsers.base import MessagePart, ParsedReport, ReportMessage
+from hostwarden.cases.parsers.common import (
+    Moment,
+    category_from_text,
+    category_from_vocabulary,
+    decode_bytes,
+    header_fields,
+    moment_of,
+    new_event,
+    normalise_ip,
+    parse_time,
+    port_number,
+    report_time,
+    url_host,
+)
+from hostwarden.errors import TooLarge, ValidationFailed
+
+#: X-ARF report parts are a few hundred bytes; anything far larger is not one, and YAML
+#: parsing time grows with size, so a larger part is read line by line instead.
+MAX_YAML_BYTES = 64 * 1024
+#: Largest XARF v4 document accepted (its samples are inline, base64 at most).
+MAX_XARF4_BYTES = 5 * 1024 * 1024
+
+#: Report types of both X-ARF versions (lower-case, without - _ and spaces).
+_REPORT_TYPES = {
+    "loginattack": "bruteforce",
+    "bruteforce": "bruteforce",
+    "spam": "spam",
+    "harvesting": "spam",
+    "phishing": "phishing",
+    "portscan": "scanning",
+    "scan": "scanning",
+    "scanning": "scanning",
+    "malware": "malware",
+    "virus": "malware",
+    "trojan": "malware",
+    "bot": "malware",
+    "botnet": "malware",
+    "cc": "malware",
+    "compromisedserver": "malware",
+    "compromisedaccount": "malware",
+    "ddos": "ddos",
+    "dos": "ddos",
+    "fraud": "fraud",
+    "copyright": "copyright",
+    "dmca": "copyright",
+    "trademark": "copyright",
+    "childabuse": "illegal-content",
+    "csam": "illegal-content",
+    "illegalcontent": "illegal-content",
+    "illegaladvertisement": "illegal-content",
+    "databreach": "data-leak",
+    "dataleak": "data-leak",
+}
+#: X-ARF 0.2 ``Category`` values that settle the category when the report type does not.
+_XARF02_CATEGORIES = {"fraud": "fraud", "malware": "malware", "spam": "spam"}
+
+#: The loader of ``yaml.safe_load`` (SafeConstructor: plain data only, never Python objects
+#: from tags) on libyaml's C parser, about ten times faster than the pure-Python one, which
+#: stands in where PyYAML was built without libyaml. X-ARF is a large share of intake.
+_SAFE_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_DATE_LINE = re.compile(r"^Date:[ \t]*(.+?)\s*$", re.M | re.I)
+_SOURCE_LINE = re.compile(r"^Source:", re.M | re.I)
+_XARF02_MARKERS = re.compile(r"^(?:Reported-From|Report-Type|Schema-URL):", re.M | re.I)
+
+
+class XArf02Parser:
+    name = "xarf02"
+
+    def score(self, message: ReportMessage) -> float:
+        flagged = (
+            message.headers.get("x-arf", "").strip().lower() == "yes"
+            or message.headers.get("x-xarf", "").strip().lower() == "plain"
+        )
+        report = _xarf02_report_part(message)
+        if flagged and report is not None:
+            return 1.0
+        if report is not None:
+            return 0.8
+        return 0.5 if flagged else 0.0
+
+    def parse(self, message: ReportMessage) -> ParsedReport:
+        notes: list[str] = []
+        part = _xarf02_report_part(message)
+        if part is None or not isinstance(part.content, str):
+            notes.append("the X-ARF mail has no report part (report.txt with YAML fields)")
+            return ParsedReport(parser=self.name, events=[], notes=notes)
+        report_text = part.content
+        fields = _xarf02_fields(report_text, notes)
+
+        def field(name: str) -> str:
+            value = fields.get(name.lower())
+            return "" if value is None else str(value).strip()
+
+        source = field("source")
+        source_type = field("source-type").lower()
+        ip: str | None = None
+        url: str | None = None
+        domain: str | None = None
+        if source_type == "uri" or "://" in source:
+            url = source
+            domain, ip = url_host(source)
+        else:
+            ip = normalise_ip(source)
+            if ip is None and source:
+                notes.append(f"X-ARF Source {source!r} is not an IP address")
+        if ip is None and url is None:
+            notes.append("the X-ARF report names no usable Source")
+            return ParsedReport(parser=self.name, events=[], notes=notes)
+
+        report_type = field("report-type")
+        category = (
+            category_from_vocabulary(report_type, _REPORT_TYPES)
+            or _XARF02_CATEGORIES.get(field("category").lower())
+            or category_from_text(report_type)
+            or "other"
+        )
+        when = _xarf02_time(report_text, fields.get("date")) or report_time(message, notes)
+        evidence = [report_text.strip()]
+        log = _evidence_part(message, part)
+        if log:
+            evidence.append("\n".join(log.splitlines()[:20]))
+        extra: dict[str, Any] = {
+            key.replace("-", "_"): _json_value(value)
+            for key, value in fields.items()
+            if key not in ("source", "port", "date") and value is not None
+        }
+        event = new_event(
+            category,
+            when,
+            message.reporter,
+            "\n".join(evidence),
+            ip=ip,
+            port=port_number(fields.get("port")),
+            domain=domain,
+            url=url,
+            extra=extra,
+        )
+        return ParsedReport(parser=self.name, events=[event], notes=notes)
+
+
+class Xarf4Parser:
+    name = "xarf4"
+
+    def score(self, message: ReportMessage) -> float:
+        return 1.0 if _xarf4_candidate(message) is not None else 0.0
+
+    def parse(self, message: ReportMessage) -> ParsedReport:
+        candidate = _xarf4_candidate(message)
+        if candidate is None:
+            return ParsedReport(
+                parser=self.name, events=[], notes=["the mail carries no XARF v4 JSON document"]
+            )
+        try:
+            report = parse_xarf4_document(candidate, reporter=message.reporter)
+        except (ValidationFailed, TooLarge) as error:
+            return ParsedReport(parser=self.name, events=[], notes=[str(error)])
+        return report
+
+
+def parse_xarf4_document(document: dict[str, Any] | str | bytes, *, reporter: str) -> ParsedReport:
+    """One XARF v4 report as events. Raises ValidationFailed naming the field that is
+    missing or wrong, TooLarge for a document over MAX_XARF4_BYTES."""
+    data = _xarf4_object(document)
+    version = data.get("Version")
+    if version is not None and not str(version).startswith("4"):
+        raise _invalid("Version", f"is {version!r}; this parser reads XARF version 4 documents")
+    report = data.get("Report")
+    if not isinstance(report, dict):
+        raise _invalid("Report", "is missing or not an object")
+    report_class = report.get("ReportClass")
+    report_type = report.get("ReportType")
+    if not isinstance(report_class, str) or not report_class.strip():
+        raise _invalid("Report.ReportClass", "is missing (e.g. Activity, Content, Copyright)")
+    if not isinstance(report_type, str) or not report_type.strip():
+        raise _invalid("Report.ReportType", "is missing (e.g. Spam, Login-Attack, Phishing)")
+    when = _xarf4_time(report.get("Date"))
+    ip, url, domain = _xarf4_subject(report)
+    port = None
+    if report.get("SourcePort") is not None:
+        port = port_number(report["SourcePort"])
+        if port is None:
+            raise _invalid("Report.SourcePort", f"{report['SourcePort']!r} is not a port 0-65535")
+    category = (
+        category_from_vocabulary(report_type, _REPORT_TYPES)
+        or category_from_vocabulary(report_class, _REPORT_TYPES)
+        or category_from_text(f"{report_type} {report_class}")
+        or "other"
+    )
+    reporter_info = data.get("Reporter") or data.get("ReporterInfo") or {}
+    extra: dict[str, Any] = {
+        "report_class": report_class,
+        "report_type": report_type,
+    }
+    if isinstance(reporter_info, dict):
+        for key in ("ReporterOrg", "ReporterOrgDomain", "ReporterOrgEmail", "ReporterContactEmail"):
+            if reporter_info.get(key):
+                extra[_snake(key)] = str(reporter_info[key])
+    for key, value in report.items():
+        if key not in ("Samples", "Date", "SourceIp", "SourcePort", "Url", "Source"):
+            extra.setdefault(_snake(key), _json_value(value))
+    samples = report.get("Samples")
+    if isinstance(samples, list):
+        extra["samples"] = len(samples)
+    evidence = {k: v for k, v in report.items() if k != "Samples"}
+    text = json.dumps(evidence, indent=2, ensure_ascii=False, default=str)
+    if isinstance(samples, list):
+        text += "\n" + "\n".join(_sample_text(s) for s in samples[:3])
+    event = new_event(
+        category, when, reporter, text, ip=ip, port=port, domain=domain, url=url, extra=extra
+    )
+    return ParsedReport(parser="xarf4", events=[event])
+
+
+# --- X-ARF 0.2 helpers ---------------------------------------------------------------------
+
+
+def _xarf02_report_part(message: ReportMessage) -> MessagePart | None:
+    for part in message.parts:
+        if not isinstance(part.content, str):
+            continue
+        if part.filename and part.filename.lower() == "report.txt":
+            return part
+        if (
+            part.content_type == "text/plain"
+            and _XARF02_MARKERS.search(part.content[:4000])
+            and _SOURCE_LINE.search(part.content)
+        ):
+            return part
+    return None
+
+
+def _xarf02_fields(text: str, notes: list[str]) -> dict[str, Any]:
+    if len(text.encode("utf-8")) <= MAX_YAML_BYTES:
+        try:
+            loaded = yaml.load(text, Loader=_SAFE_YAML_LOADER)  # noqa: S506 (a safe loader)
+        except yaml.YAMLError as error:
+            notes.append(f"the X-ARF report part is not valid YAML ({error}); read it line by line")
+        else:
+            if isinstance(loaded, dict):
+                return {str(k).strip().lower(): v for k, v in loaded.items()}
+            notes.append("the X-ARF report part is not a YAML mapping; read it line by line")
+    else:
+        notes.append(f"the X-ARF report part exceeds {MAX_YAML_BYTES} bytes; read it line by line")
+    return {name: values[0] for name, values in header_fields(text).items()}
+
+
+def _xarf02_time(report_text: str, loaded: object) -> Moment | None:
+    # The written Date line keeps the zone as the reporter wrote it; YAML has already
+    # turned ISO dates into datetime objects and dropped that.
+    line = _DATE_LINE.search(report_text)
+    if line is not None:
+        moment = parse_time(line.group(1).strip("'\""), chinese=False)
+        if moment is not None:
+            return moment
+    if isinstance(loaded, datetime):
+        return moment_of(loaded)
+    return None
+
+
+def _evidence_part(message: ReportMessage, report: MessagePart) -> str:
+    seen_report = False
+    for part in message.parts:
+        if part is report:
+            seen_report = True
+            continue
+        if seen_report and isinstance(part.content, str):
+            return part.content
+    return ""
+
+
+# --- XARF v4 helpers ----------------------------------------------------------------------
+
+
+def _xarf4_candidate(message: ReportMessage) -> str | bytes | None:
+    """The part (or body) that holds an XARF v4 document, found cheaply: JSON that
+    names a Report with a ReportClass."""
+    for part in message.parts:
+        content = part.content
+        head = content[:4096] if isinstance(content, str) else content[:4096].decode("latin-1")
+        if (
+            part.content_type in ("application/json", "text/json")
+            or (part.filename or "").lower().endswith(".json")
+        ) and '"ReportClass"' in head:
+            return content
+        if '"ReportClass"' in head and head.lstrip().startswith("{"):
+            return content
+    return None
+
+
+def _xarf4_object(document: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    if isinstance(document, dict):
+        return document
+    if len(document) > MAX_XARF4_BYTES:
+        raise TooLarge(
+            f"XARF document is {len(document)} bytes; the limit is {MAX_XARF4_BYTES} bytes.",
+            hint="Send samples as links or fewer samples per report.",
+        )
+    text = decode_bytes(document)[0] if isinstance(document, bytes) else document
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationFailed(
+            f"XARF document is not valid JSON: {error.msg} at line {error.lineno} "
+            f"column {error.colno}.",
+            hint="Send one XARF v4 JSON object (see the XARF v4 schema).",
+        ) from error
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            f"XARF document is a JSON {type(data).__name__}, not an object.",
+            hint="Send one XARF v4 JSON object with Reporter and Report.",
+        )
+    return data
+
+
+def _xarf4_time(value: object) -> Moment:
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid("Report.Date", "is missing (ISO 8601 with zone, e.g. 2026-05-01T10:00:00Z)")
+    moment = parse_time(value, chinese=False)
+    if moment is None:
+        raise _invalid("Report.Date", f"{value!r} is not a date and time (use ISO 8601)")
+    return moment
+
+
+def _xarf4_subject(report: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(ip, url, domain) the report is about, from SourceIp, or Source with SourceType,
+    or Url; ValidationFailed when none is usable."""
+    ip: str | None = None
+    url: str | None = None
+    domain: str | None = None
+    source_ip = report.get("SourceIp")
+    if source_ip is not None:
+        ip = normalise_ip(str(source_ip))
+        if ip is None:
+            raise _invalid("Report.SourceIp", f"{source_ip!r} is not an IPv4 or IPv6 address")
+    source = report.get("Source")
+    if isinstance(source, str) and source.strip():
+        source_type = str(report.get("SourceType", "")).lower()
+        if "uri" in source_type or "url" in source_type or "://" in source:
+            url = source.strip()
+        elif ip is None:
+            ip = normalise_ip(source)
+            if ip is None:
+                raise _invalid("Report.Source", f"{source!r} is not an IP address")
+    if url is None and isinstance(report.get("Url"), str) and report["Url"].strip():
+        url = report["Url"].strip()
+    if url is not None:
+        domain, url_ip = url_host(url)
+        ip = ip or url_ip
+    if ip is None and url is None:
+        raise _invalid("Report.SourceIp", "is missing; give SourceIp, Source or Url")
+    return ip, url, domain
+
+
+def _sample_text(sample: object) -> str:
+    if isinstance(sample, dict):
+        if sample.get("Base64Encoded"):
+            return f"[sample {sample.get('Description', '')}: base64, not shown]"
+        return str(sample.get("Payload", ""))[:500]
+    return str(sample)[:500]
+
+
+def _invalid(field: str, problem: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"XARF {field} {problem}.",
+        hint="Fix that field and send the report again (see the XARF v4 schema).",
+    )
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _json_value(value: object) -> Any:
+    """``value`` made JSON-serialisable (YAML gives dates; JSON gives nested values)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
