@@ -18,10 +18,10 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hostwarden.cases import rawstore
@@ -34,15 +34,20 @@ from hostwarden.cases.models import (
     CaseEntry,
 )
 from hostwarden.cases.parsers import parse_message
-from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
+from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
-from hostwarden.cases.playbooks import PlaybookRule, all_playbooks, check_category
+from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
 from hostwarden.errors import Conflict, HostwardenError, NotFound, TooLarge, ValidationFailed
 from hostwarden.registry import netaddr
-from hostwarden.registry.attribution import AttributionIndex, current_index, lookup
+from hostwarden.registry.attribution import (
+    AttributionIndex,
+    current_index,
+    lookup,
+    to_epoch_us,
+)
 from hostwarden.registry.models import Domain, IpRange
 
 log = get_logger("hostwarden.cases")
@@ -117,19 +122,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def subject_of(event: ReportEvent) -> tuple[str, str]:
-    """(key, text) of what the event is about: the address, else the domain."""
-    if event.ip is not None:
-        return netaddr.address_key(event.ip), str(netaddr.parse_address(event.ip))
-    domain = (event.domain or "").strip().lower().rstrip(".")
-    return f"d:{domain}", domain
-
-
-def fingerprint(event: ReportEvent) -> str:
+def fingerprint(event: ReportEvent, subject_key: str) -> str:
+    """What makes two events the same: source, category, subject, port, URL, time and
+    excerpt."""
     parts = (
         event.reporter.lower(),
         event.category,
-        subject_of(event)[0],
+        subject_key,
         str(event.port or ""),
         event.url or "",
         isoformat(as_utc(event.occurred_at)),
@@ -138,29 +137,73 @@ def fingerprint(event: ReportEvent) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def _check_event(event: ReportEvent) -> str:
-    """Why the event cannot be taken, or ""."""
-    try:
-        check_category(event.category)
-    except ValidationFailed as exc:
-        return exc.message
-    if event.ip is None and not (event.domain or "").strip():
-        return "the event names neither an address nor a domain"
+@dataclass(frozen=True)
+class _Checked:
+    """An event with its address read once, its subject key and fingerprint, or the
+    reason it cannot be taken."""
+
+    event: ReportEvent
+    address: netaddr.IpAddress | None = None
+    #: The address as the registry's 32-hex key, or ``d:`` + the lower-case domain.
+    key: str = ""
+    domain: str | None = None
+    fingerprint: str = ""
+    problem: str = ""
+
+
+def _check(event: ReportEvent) -> _Checked:
+    if event.category not in CATEGORIES:
+        return _Checked(event, problem=f"{event.category!r} is not a category")
+    if event.occurred_at.tzinfo is None:
+        return _Checked(event, problem="the event's time has no zone")
+    domain = event.domain.strip().lower().rstrip(".")[:255] if event.domain else None
+    address: netaddr.IpAddress | None = None
     if event.ip is not None:
         try:
-            netaddr.parse_address(event.ip)
+            address = netaddr.parse_address(event.ip)
         except HostwardenError as exc:
-            return exc.message
-    if event.occurred_at.tzinfo is None:
-        return "the event's time has no zone"
-    return ""
+            return _Checked(event, problem=exc.message)
+        key = netaddr.key_of_int(netaddr.address_int(address))
+    elif domain:
+        key = f"d:{domain}"
+    else:
+        return _Checked(event, problem="the event names neither an address nor a domain")
+    return _Checked(event, address, key, domain, fingerprint(event, key))
 
 
 # --- intake -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Taken:
+    """One report of a batch while it is taken in."""
+
+    item: Incoming
+    digest: str
+    report: AbuseReport
+    result: ReceiveResult
+    parsed: ParsedReport
+    acknowledge: bool = False
+    #: The reporter is allowlisted as "log": events are recorded, no case is opened.
+    log_only: bool = False
+    touched: dict[int, AbuseCase] = field(default_factory=dict)
+
+
+@dataclass
+class _NewEvent:
+    """An event row to insert once its report and case have ids."""
+
+    taken: _Taken
+    values: dict[str, Any]
+    case: AbuseCase | None = None
+
+
 class _Intake:
-    """One unit of work taking reports in, with what it looks up once."""
+    """One unit of work taking a batch of reports in.
+
+    Built for batches: the allowlists, playbooks, known fingerprints and the cases the
+    batch may join are read once; reports and new cases are inserted in one flush, events
+    in one executemany, so a report costs a few rows rather than a dozen round trips."""
 
     def __init__(self, op: Operation, index: AttributionIndex) -> None:
         self.op = op
@@ -170,18 +213,96 @@ class _Intake:
         self.playbooks = all_playbooks(op.session)
         self.reporter_rules, self.address_rules = _active_allowlist(op.session, self.now)
         self.ranges: list[tuple[str, str]] | None = None
-        self.cases: dict[tuple[int, str, str], AbuseCase] = {}
+        #: The newest case of each (customer, subject key, category) seen so far; None:
+        #: looked up, there is none.
+        self.cases: dict[tuple[int, str, str], AbuseCase | None] = {}
+        self.new_cases: list[AbuseCase] = []
+        self.touched: dict[int, AbuseCase] = {}
         self.seen: set[str] = set()
-        self.acks: list[tuple[AbuseReport, list[AbuseCase]]] = []
+        #: Subject keys whose cases were read by ``_preload_cases``.
+        self.preloaded: set[str] = set()
         #: Cases opened whose playbook notifies the customer at once (after the batch,
         #: so the notice quotes every event of it).
         self.to_notify: list[AbuseCase] = []
 
-    # reports ---------------------------------------------------------------------------
+    # the batch ----------------------------------------------------------------------------
 
-    def take(
+    def take_all(
+        self,
+        prepared: Sequence[tuple[Incoming, ReportMessage | None, ParsedReport]],
+        digests: Sequence[str],
+    ) -> list[_Taken]:
+        batch = [
+            self._report(item, digest, message, parsed)
+            for (item, message, parsed), digest in zip(prepared, digests, strict=True)
+        ]
+        events: list[tuple[_Taken, _Checked]] = []
+        for taken in batch:
+            if taken.result.status == "ignored":
+                continue
+            events.extend((taken, _check(e)) for e in taken.parsed.events)
+        known = _known_fingerprints(self.session, [c.fingerprint for _, c in events if c.key])
+        self._preload_cases({c.key for _, c in events if c.key})
+        pending: list[_NewEvent] = []
+        duplicates_of: dict[int, int] = {}
+        with self.session.no_autoflush:
+            for taken, checked in events:
+                if checked.problem:
+                    taken.result.notes.append(f"event skipped: {checked.problem}")
+                    continue
+                print_ = checked.fingerprint
+                if print_ in self.seen or print_ in known:
+                    taken.result.duplicates += 1
+                    case_id = known.get(print_)
+                    if case_id is not None:
+                        duplicates_of[case_id] = duplicates_of.get(case_id, 0) + 1
+                    continue
+                self.seen.add(print_)
+                pending.append(self._event(taken, checked))
+            for taken in batch:
+                taken.report.events = taken.result.events
+                taken.report.duplicates = taken.result.duplicates
+                taken.report.notes = _json(taken.result.notes)
+                self.session.add(taken.report)
+        # One flush: the reports and the new cases get their ids.
+        self.session.flush()
+        self._opened()
+        if duplicates_of:
+            # A plain executemany: the ORM's UPDATE would search the session for the
+            # cases to synchronise, which costs more than the statements.
+            table = cast(Table, AbuseCase.__table__)
+            self.session.execute(
+                update(table)
+                .where(table.c.id == bindparam("case"))
+                .values(duplicates=table.c.duplicates + bindparam("n")),
+                [{"case": case_id, "n": n} for case_id, n in duplicates_of.items()],
+            )
+        rows = []
+        opened_now = {id(c) for c in self.new_cases}
+        for new in pending:
+            new.values["report_id"] = new.taken.report.id
+            if new.case is not None:
+                new.values["case_id"] = new.case.id
+                ref = new.case.reference
+                opened = new.taken.result.cases_opened
+                if id(new.case) in opened_now and ref not in opened:
+                    opened.append(ref)
+                elif ref not in opened and ref not in new.taken.result.cases_updated:
+                    new.taken.result.cases_updated.append(ref)
+                new.taken.touched[new.case.id] = new.case
+            rows.append(new.values)
+        if rows:
+            self.session.execute(insert(AbuseEvent), rows)
+        for case in self.touched.values():
+            self._escalate_if_due(case)
+        self._audit_reports(batch)
+        for taken in batch:
+            taken.acknowledge = bool(taken.touched) and taken.acknowledge
+        return batch
+
+    def _report(
         self, item: Incoming, digest: str, message: ReportMessage | None, parsed: ParsedReport
-    ) -> ReceiveResult:
+    ) -> _Taken:
         reporter = (
             item.reporter or (message.reporter if message else "") or item.envelope_from
         ).lower()
@@ -196,47 +317,59 @@ class _Intake:
             message_id=(message.headers.get("message-id", "") if message else "")[:500],
             parser=parsed.parser,
             status="parsed" if parsed.events else "unparsed",
-            notes=_json(notes),
+            notes="",
             received_at=self.now,
         )
-        self.session.add(report)
-        self.session.flush()
-        result = ReceiveResult(report.id, digest, report.status, parsed.parser, notes=notes)
+        result = ReceiveResult(0, digest, report.status, parsed.parser, notes=notes)
+        taken = _Taken(item, digest, report, result, parsed, acknowledge=True)
         rule = self._reporter_rule(reporter)
-        if rule is not None and rule.mode == "ignore":
-            report.status = "ignored"
+        if rule is not None:
             rule.hits += 1
-            result.status = "ignored"
-            result.notes.append(f"reporter {reporter} is allowlisted as ignored: {rule.reason}")
-        else:
-            log_only = rule is not None and rule.mode == "log"
-            if rule is not None:
-                rule.hits += 1
-            touched = self._events(report, parsed.events, result, log_only=log_only)
-            if touched and not (rule is not None and rule.mode in ("log", "no-ack")):
-                self.acks.append((report, touched))
-        report.events = result.events
-        report.duplicates = result.duplicates
+            taken.acknowledge = rule.mode not in ("log", "no-ack")
+            if rule.mode == "ignore":
+                report.status = result.status = "ignored"
+                notes.append(f"reporter {reporter} is allowlisted as ignored: {rule.reason}")
+            elif rule.mode == "log":
+                taken.log_only = True
+                notes.append(f"reporter {reporter} is allowlisted: logged only")
+        return taken
+
+    def _audit_reports(self, batch: list[_Taken]) -> None:
+        """One trail entry for the batch, listing every report it took and what became of
+        it (a report is a row of its own; the cases it opened have their own entries)."""
+        reports = []
+        for taken in batch:
+            report, result = taken.report, taken.result
+            result.report_id = report.id
+            reports.append(
+                {
+                    "id": report.id,
+                    "sha256": taken.digest,
+                    "channel": taken.item.channel,
+                    "reporter": report.reporter,
+                    "parser": result.parser,
+                    "status": report.status,
+                    "events": result.events,
+                    "duplicates": result.duplicates,
+                    "unresolved": result.unresolved,
+                    "allowlisted": result.allowlisted,
+                    "cases_opened": result.cases_opened,
+                    "cases_updated": result.cases_updated,
+                }
+            )
+        first, last = batch[0].report.id, batch[-1].report.id
+        channels = sorted({t.item.channel for t in batch})
         self.op.audit(
-            "report.received",
+            "report.received" if len(batch) == 1 else "reports.received",
             "abuse_report",
-            report.id,
-            after={
-                "sha256": digest,
-                "channel": item.channel,
-                "reporter": reporter,
-                "parser": parsed.parser,
-                "status": report.status,
-                "events": result.events,
-                "duplicates": result.duplicates,
-                "unresolved": result.unresolved,
-                "allowlisted": result.allowlisted,
-                "cases_opened": result.cases_opened,
-                "cases_updated": result.cases_updated,
-            },
-            reason=f"{item.channel} report from {reporter or 'an unknown sender'}",
+            str(first) if first == last else f"{first}-{last}",
+            after=reports[0] if len(batch) == 1 else {"reports": reports},
+            reason=(
+                f"{channels[0]} report from {batch[0].report.reporter or 'an unknown sender'}"
+                if len(batch) == 1
+                else f"{len(batch)} reports ({', '.join(channels)})"
+            ),
         )
-        return result
 
     def _reporter_rule(self, reporter: str) -> AllowlistEntry | None:
         domain = "@" + reporter.rsplit("@", 1)[-1] if "@" in reporter else None
@@ -245,118 +378,105 @@ class _Intake:
                 return rule
         return None
 
-    # events ----------------------------------------------------------------------------
+    # events -------------------------------------------------------------------------------
 
-    def _events(
-        self,
-        report: AbuseReport | None,
-        events: Sequence[ReportEvent],
-        result: ReceiveResult,
-        *,
-        log_only: bool = False,
-    ) -> list[AbuseCase]:
-        prints = [fingerprint(e) for e in events]
-        known = _known_fingerprints(self.session, prints)
-        touched: dict[int, AbuseCase] = {}
-        for event, print_ in zip(events, prints, strict=True):
-            problem = _check_event(event)
-            if problem:
-                result.notes.append(f"event skipped: {problem}")
-                continue
-            if print_ in self.seen or print_ in known:
-                result.duplicates += 1
-                case_id = known.get(print_)
-                if case_id is not None:
-                    case = self.session.get(AbuseCase, case_id)
-                    if case is not None:
-                        case.duplicates += 1
-                continue
-            self.seen.add(print_)
-            row = self._event_row(report, event, print_)
-            result.events += 1
-            if log_only:
-                row.status, row.reason = "logged", "reporter allowlisted: logged only"
-                continue
-            self._attribute(row, event)
-            if row.customer_id is None:
-                result.unresolved += 1
-                continue
-            rule = self._address_rule(row.ip_key)
-            if rule is not None:
-                rule.hits += 1
-                row.status = "allowlisted"
-                row.reason = f"address allowlist {rule.value}: {rule.reason}"
-                result.allowlisted += 1
-                continue
-            case, opened = self._group(row)
-            row.case_id = case.id
-            row.status = "grouped"
-            (result.cases_opened if opened else result.cases_updated).append(case.reference)
-            touched[case.id] = case
-        result.cases_updated = sorted(set(result.cases_updated) - set(result.cases_opened))
-        return list(touched.values())
-
-    def _event_row(self, report: AbuseReport | None, event: ReportEvent, print_: str) -> AbuseEvent:
-        ip = str(netaddr.parse_address(event.ip)) if event.ip is not None else None
-        row = AbuseEvent(
-            report_id=report.id if report is not None else None,
-            fingerprint=print_,
-            source=event.reporter[:320],
-            category=event.category,
-            ip=ip,
-            ip_key=netaddr.address_key(ip) if ip is not None else None,
-            port=event.port,
-            domain=(event.domain or None) and event.domain.lower()[:255],
-            url=event.url,
-            occurred_at=as_utc(event.occurred_at),
-            zone=event.zone[:32],
-            excerpt=event.excerpt,
-            extra=_json(event.extra),
-            status="unresolved",
-            created_at=self.now,
-        )
-        self.session.add(row)
-        return row
-
-    def _attribute(self, row: AbuseEvent, event: ReportEvent) -> None:
+    def _event(self, taken: _Taken, checked: _Checked) -> _NewEvent:
+        event, address, domain = checked.event, checked.address, checked.domain
+        ip = str(address) if address is not None else None
+        ip_key = checked.key if address is not None else None
         moment = as_utc(event.occurred_at)
-        if row.ip is not None:
-            found = lookup(self.index, netaddr.parse_address(row.ip), moment, row.port)
-            if found is not None:
-                row.customer_id, row.instance_id = found.customer_id, found.instance_id
-                return
-            row.reason = self._nobody_reason(row, moment)
-            return
-        holder = _domain_holder(self.session, row.domain or "", moment)
-        if holder is None:
-            row.reason = (
-                f"no customer had the domain {row.domain} on record at {isoformat(moment)}; "
-                "add the domain to the customer in the registry, then attribute the event again"
-            )
-            return
-        row.customer_id, row.instance_id = holder
+        values: dict[str, Any] = {
+            "report_id": None,
+            "case_id": None,
+            "fingerprint": checked.fingerprint,
+            "source": event.reporter[:320],
+            "category": event.category,
+            "ip": ip,
+            "ip_key": ip_key,
+            "port": event.port,
+            "domain": domain,
+            "url": event.url,
+            "occurred_at": moment,
+            "zone": event.zone[:32],
+            "excerpt": event.excerpt,
+            "extra": _json(event.extra),
+            "customer_id": None,
+            "instance_id": None,
+            "status": "unresolved",
+            "reason": "",
+            "created_at": self.now,
+        }
+        new = _NewEvent(taken, values)
+        result = taken.result
+        result.events += 1
+        if taken.log_only:
+            values["status"], values["reason"] = "logged", "reporter allowlisted: logged only"
+            return new
+        customer, instance, reason = self._holder(address, ip_key, event.port, domain, moment)
+        values["customer_id"], values["instance_id"], values["reason"] = customer, instance, reason
+        if customer is None:
+            result.unresolved += 1
+            return new
+        rule = self._address_rule(ip_key)
+        if rule is not None:
+            rule.hits += 1
+            values["status"] = "allowlisted"
+            values["reason"] = f"address allowlist {rule.value}: {rule.reason}"
+            result.allowlisted += 1
+            return new
+        subject_key = ip_key if ip_key is not None else f"d:{domain}"
+        new.case = self._group(
+            customer, instance, subject_key, ip or domain or "", event.category, moment
+        )
+        values["status"] = "grouped"
+        return new
 
-    def _nobody_reason(self, row: AbuseEvent, moment: datetime) -> str:
-        assert row.ip_key is not None
+    def _holder(
+        self,
+        address: netaddr.IpAddress | None,
+        ip_key: str | None,
+        port: int | None,
+        domain: str | None,
+        moment: datetime,
+    ) -> tuple[int | None, int | None, str]:
+        """(customer, instance, "") of who held the address or domain then, else
+        (None, None, why nobody)."""
+        if address is not None:
+            found = lookup(self.index, address, moment, port)
+            if found is not None:
+                return found.customer_id, found.instance_id, ""
+            return None, None, self._nobody_reason(str(address), ip_key or "", port, moment)
+        holder = _domain_holder(self.session, domain or "", moment)
+        if holder is None:
+            return (
+                None,
+                None,
+                (
+                    f"no customer had the domain {domain} on record at {isoformat(moment)}; "
+                    "add the domain to the customer in the registry, then attribute the event again"
+                ),
+            )
+        return holder[0], holder[1], ""
+
+    def _nobody_reason(self, ip: str, ip_key: str, port: int | None, moment: datetime) -> str:
         if self.ranges is None:
             self.ranges = [(r.start_key, r.end_key) for r in self.session.scalars(select(IpRange))]
         when = isoformat(moment)
-        if not any(start <= row.ip_key <= end for start, end in self.ranges):
+        if not any(start <= ip_key <= end for start, end in self.ranges):
             return (
-                f"{row.ip} is not in any of the provider's IP ranges: the report is for an "
+                f"{ip} is not in any of the provider's IP ranges: the report is for an "
                 "address the provider does not own; answer the reporter or ignore it"
             )
-        value = netaddr.address_int(netaddr.parse_address(row.ip or ""))
-        t_us = int(moment.timestamp() * 1_000_000)
-        if self.index.is_nat_address(value, t_us):
-            if row.port is None:
+        value = netaddr.address_int(netaddr.parse_address(ip))
+        if self.index.is_nat_address(value, to_epoch_us(moment)):
+            if port is None:
                 return (
-                    f"{row.ip} was a NAT public address at {when} and the report gives no "
+                    f"{ip} was a NAT public address at {when} and the report gives no "
                     "port; ask the reporter for the source port"
                 )
-            return f"no NAT block of {row.ip} covered port {row.port} at {when}"
+            return f"no NAT block of {ip} covered port {port} at {when}"
         return (
-            f"{row.ip} is the provider's but nobody held it at {when}; check the time zone "
+            f"{ip} is the provider's but nobody held it at {when}; check the time zone "
             "of the report and the assignment history"
         )
 
@@ -368,29 +488,48 @@ class _Intake:
                 return rule
         return None
 
-    # grouping --------------------------------------------------------------------------
+    # grouping -----------------------------------------------------------------------------
 
-    def _group(self, row: AbuseEvent) -> tuple[AbuseCase, bool]:
-        assert row.customer_id is not None
-        subject_key = row.ip_key if row.ip_key is not None else f"d:{row.domain}"
-        subject = row.ip if row.ip is not None else (row.domain or "")
-        group = (row.customer_id, subject_key, row.category)
-        case = self.cases.get(group)
-        if case is None:
+    def _preload_cases(self, subjects: set[str]) -> None:
+        """Read, in one query per 500 subjects, the newest case of every subject the batch
+        names, so grouping needs no query per event."""
+        keys = sorted(subjects)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for case in self.session.scalars(
+                select(AbuseCase).where(AbuseCase.subject_key.in_(chunk)).order_by(AbuseCase.id)
+            ):
+                # Ordered by id: the newest case of a group wins.
+                self.cases[(case.customer_id, case.subject_key, case.category)] = case
+        self.preloaded = subjects
+
+    def _group(
+        self,
+        customer: int,
+        instance: int | None,
+        subject_key: str,
+        subject: str,
+        category: str,
+        moment: datetime,
+    ) -> AbuseCase:
+        group = (customer, subject_key, category)
+        if group in self.cases:
+            case = self.cases[group]
+        elif subject_key in self.preloaded:
+            case = None
+        else:
             case = self.session.scalars(
                 select(AbuseCase)
                 .where(
-                    AbuseCase.customer_id == row.customer_id,
+                    AbuseCase.customer_id == customer,
                     AbuseCase.subject_key == subject_key,
-                    AbuseCase.category == row.category,
+                    AbuseCase.category == category,
                 )
                 .order_by(AbuseCase.id.desc())
                 .limit(1)
             ).first()
-        opened = False
         if case is None or case.state == "terminated":
-            case = self._open(row, subject_key, subject)
-            opened = True
+            case = self._open(customer, instance, subject_key, subject, category, moment)
         elif case.state not in OPEN_STATES:
             with self.op.automated("intake"):
                 _change_state(self.op, case, "new", "new events arrived after it was closed")
@@ -398,28 +537,36 @@ class _Intake:
             case.close_reason = ""
         self.cases[group] = case
         case.events += 1
-        case.first_event_at = min(as_utc(case.first_event_at), row.occurred_at)
-        case.last_event_at = max(as_utc(case.last_event_at), row.occurred_at)
+        case.first_event_at = min(as_utc(case.first_event_at), moment)
+        case.last_event_at = max(as_utc(case.last_event_at), moment)
         case.activity_at = self.now
-        if case.instance_id is None and row.instance_id is not None:
-            case.instance_id = row.instance_id
-        self._escalate_if_due(case)
-        return case, opened
+        if case.instance_id is None and instance is not None:
+            case.instance_id = instance
+        self.touched[id(case)] = case
+        return case
 
-    def _open(self, row: AbuseEvent, subject_key: str, subject: str) -> AbuseCase:
-        rule = self.playbooks[row.category]
+    def _open(
+        self,
+        customer: int,
+        instance: int | None,
+        subject_key: str,
+        subject: str,
+        category: str,
+        moment: datetime,
+    ) -> AbuseCase:
+        rule = self.playbooks[category]
         case = AbuseCase(
             reference=f"p-{uuid4().hex[:24]}",  # replaced once the id is known
-            customer_id=row.customer_id,
-            instance_id=row.instance_id,
-            category=row.category,
+            customer_id=customer,
+            instance_id=instance,
+            category=category,
             subject_key=subject_key,
             subject=subject,
             state="new",
             events=0,
             duplicates=0,
-            first_event_at=row.occurred_at,
-            last_event_at=row.occurred_at,
+            first_event_at=moment,
+            last_event_at=moment,
             opened_at=self.now,
             state_changed_at=self.now,
             activity_at=self.now,
@@ -427,26 +574,30 @@ class _Intake:
             customer_locale=self.op.runtime.settings.cases.customer_locale,
         )
         self.session.add(case)
-        self.session.flush()
-        case.reference = f"AB-{self.now:%Y%m%d}-{case.id:06d}"
+        self.new_cases.append(case)
         if rule.auto_notify:
             self.to_notify.append(case)
-        with self.op.automated("intake"):
-            self.op.audit(
-                "case.opened",
-                "abuse_case",
-                case.id,
-                after={
-                    "reference": case.reference,
-                    "customer_id": case.customer_id,
-                    "instance_id": case.instance_id,
-                    "category": case.category,
-                    "subject": subject,
-                    "playbook": rule.as_dict(),
-                },
-                reason=f"first {case.category} event for {subject}",
-            )
         return case
+
+    def _opened(self) -> None:
+        """References and audit entries of the cases opened (they have ids now)."""
+        with self.op.automated("intake"):
+            for case in self.new_cases:
+                case.reference = f"AB-{self.now:%Y%m%d}-{case.id:06d}"
+                self.op.audit(
+                    "case.opened",
+                    "abuse_case",
+                    case.id,
+                    after={
+                        "reference": case.reference,
+                        "customer_id": case.customer_id,
+                        "instance_id": case.instance_id,
+                        "category": case.category,
+                        "subject": case.subject,
+                        "playbook": self.playbooks[case.category].as_dict(),
+                    },
+                    reason=f"first {case.category} event for {case.subject}",
+                )
 
     def _escalate_if_due(self, case: AbuseCase) -> None:
         rule = self.playbooks[case.category]
@@ -531,10 +682,10 @@ def receive_many(
     actor: Actor | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[ReceiveResult]:
-    """Take reports in, in one unit of work. Each raw report is stored (synced) before
-    the transaction that records it commits; a report that cannot be parsed is kept with
-    status ``unparsed`` for a person. An oversize report raises TooLarge before anything
-    of the batch is written."""
+    """Take reports in, in one unit of work. The raw reports are stored (and synced)
+    before the transaction that records them commits; a report that cannot be parsed is
+    kept with status ``unparsed`` for a person. An oversize report raises TooLarge before
+    anything of the batch is written."""
     prepared: list[tuple[Incoming, ReportMessage | None, ParsedReport]] = []
     for item in items:
         if item.parsed is not None:
@@ -544,24 +695,21 @@ def receive_many(
             prepared.append((item, message, parsed))
     if not prepared:
         return []
-    root = rawstore.store_dir(runtime)
-    digests = [rawstore.put(root, item.raw) for item, _, _ in prepared]
-    rawstore.sync_dirs(root, digests)
+    digests = rawstore.put_many(rawstore.store_dir(runtime), [item.raw for item, _, _ in prepared])
     index = current_index(runtime)
     who = actor or Actor(INTAKE_ACTOR, ("system",), new_request_id())
-    results: list[ReceiveResult] = []
     with runtime.operation(who) as op:
         intake = _Intake(op, index)
-        for (item, message, parsed), digest in zip(prepared, digests, strict=True):
-            results.append(intake.take(item, digest, message, parsed))
-            if progress is not None:
-                progress(1)
+        batch = intake.take_all(prepared, digests)
+        _notify_at_once(op, intake.to_notify)
         from hostwarden.cases import notify
 
-        _notify_at_once(op, intake.to_notify)
-        for report, touched in intake.acks:
-            if _wants_ack(runtime, report):
-                notify.acknowledge_reporter(op, report, touched)
+        for taken in batch:
+            if taken.acknowledge and _wants_ack(runtime, taken.report):
+                notify.acknowledge_reporter(op, taken.report, list(taken.touched.values()))
+    if progress is not None:
+        progress(len(batch))
+    results = [taken.result for taken in batch]
     for result in results:
         log.info(
             "cases.report_received",
@@ -823,9 +971,10 @@ def customer_reply(
     with runtime.reading() as session:
         case_id = case_by_token(session, token).id
     root = rawstore.store_dir(runtime)
+    digests = rawstore.put_many(root, [data for _, data in files])
     stored = [
-        {"name": name[:200], "sha256": rawstore.put(root, data), "size": len(data)}
-        for name, data in files
+        {"name": name[:200], "sha256": digest, "size": len(data)}
+        for (name, data), digest in zip(files, digests, strict=True)
     ]
     with runtime.operation(Actor("customer", ("customer",), new_request_id())) as op:
         case = get_case(op.session, case_id)
@@ -942,16 +1091,31 @@ def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
         rows = op.session.scalars(
             select(AbuseEvent).where(AbuseEvent.status == "unresolved").order_by(AbuseEvent.id)
         ).all()
+        grouped: list[tuple[AbuseEvent, AbuseCase]] = []
         for row in rows:
-            event = _as_report_event(row)
-            intake._attribute(row, event)
-            if row.customer_id is None:
+            moment = as_utc(row.occurred_at)
+            address = netaddr.parse_address(row.ip) if row.ip is not None else None
+            customer, instance, reason = intake._holder(
+                address, row.ip_key, row.port, row.domain, moment
+            )
+            if customer is None:
+                row.reason = reason
                 done["still_unresolved"] += 1
                 continue
-            case, _ = intake._group(row)
+            subject_key = row.ip_key if row.ip_key is not None else f"d:{row.domain}"
+            case = intake._group(
+                customer, instance, subject_key, row.ip or row.domain or "", row.category, moment
+            )
+            row.customer_id, row.instance_id = customer, instance
+            grouped.append((row, case))
+        op.session.flush()
+        intake._opened()
+        for row, case in grouped:
             row.case_id, row.status, row.reason = case.id, "grouped", ""
-            done["grouped"] += 1
-        if done["grouped"]:
+        for case in intake.touched.values():
+            intake._escalate_if_due(case)
+        done["grouped"] = len(grouped)
+        if grouped:
             op.audit(
                 "events.attributed_again",
                 "abuse_event",
@@ -960,20 +1124,6 @@ def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
                 reason="unresolvable events tried again",
             )
     return done
-
-
-def _as_report_event(row: AbuseEvent) -> ReportEvent:
-    return ReportEvent(
-        category=row.category,
-        ip=row.ip,
-        port=row.port,
-        domain=row.domain,
-        url=row.url,
-        occurred_at=as_utc(row.occurred_at),
-        zone=row.zone,
-        reporter=row.source,
-        excerpt=row.excerpt,
-    )
 
 
 def review_report(op: Operation, report_id: int, note: str) -> AbuseReport:

@@ -96,8 +96,12 @@ def append(
     session = op.session
     if not op.audited:
         _lock_chain(session)
-    session.flush()
-    seq, prev = _head(session)
+    if op.audit_head is None:
+        # The unit's changes so far go to the database before its first entry (and after
+        # a savepoint rollback), so that a constraint they break fails before the trail.
+        session.flush()
+        op.audit_head = _head(session)
+    seq, prev = op.audit_head
     entry = AuditEntry(
         seq=seq + 1,
         ts=isoformat(utcnow()),
@@ -114,8 +118,9 @@ def append(
         entry_hash="",
     )
     entry.entry_hash = entry_hash(prev, entry)
+    # Not flushed here: the entries of a unit go in with its next flush, in order.
     session.add(entry)
-    session.flush()
+    op.audit_head = (entry.seq, entry.entry_hash)
     return entry
 
 

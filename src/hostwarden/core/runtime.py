@@ -96,6 +96,10 @@ class Operation:
     runtime: Runtime
     audited: list[int] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
+    #: (seq, hash) of the chain head after this unit's last append: the chain is locked
+    #: for the unit after its first append, so the head need not be read again. Whoever
+    #: rolls back to a savepoint that held appends must set it to None.
+    audit_head: tuple[int, str] | None = None
 
     def audit(
         self,

@@ -195,6 +195,7 @@ def run_import(
                     savepoint.commit()
                 except (RowProblem, HostwardenError) as exc:
                     savepoint.rollback()
+                    op.audit_head = None  # the rolled-back rows may have held entries
                     column = exc.column if isinstance(exc, RowProblem) else "-"
                     problem = exc.problem if isinstance(exc, RowProblem) else str(exc)
                     report.errors.append(RowError(number, column, problem))
