@@ -181,24 +181,32 @@ def notify_customer(
     return mail
 
 
-def message_customer(op: Operation, case: AbuseCase, subject: str, body: str) -> OutgoingMail:
-    """A further message to the customer (it carries a fresh response link)."""
+def _check_message(subject: str, body: str) -> None:
     if not body.strip() or not subject.strip():
-        raise ValidationFailed("the message needs a subject and a text.")
-    _, address = _customer_mail(op, case)
-    token = new_response_token(case)
+        raise ValidationFailed(
+            "the message needs a subject and a text.", hint="Fill in both, then send again."
+        )
+
+
+def _message(
+    op: Operation,
+    case: AbuseCase,
+    party: str,
+    address: str,
+    locale: str,
+    subject: str,
+    body: str,
+    link: str,
+) -> OutgoingMail:
+    """Queue a message of the desk to ``party`` (customer or reporter) and put it on the
+    case's timeline."""
     subject_line, text = render(
-        "message",
-        case.customer_locale,
-        case=case,
-        subject=subject.strip(),
-        body=body.strip(),
-        link=response_link(op, token),
+        "message", locale, case=case, subject=subject.strip(), body=body.strip(), link=link
     )
     mail = _queue(op, case, address, subject_line, text)
-    _entry(op, case, "to-customer", text, mail_id=mail.id, to=address, subject=subject_line)
+    _entry(op, case, f"to-{party}", text, mail_id=mail.id, to=address, subject=subject_line)
     op.audit(
-        "case.message_customer",
+        f"case.message_{party}",
         "abuse_case",
         case.id,
         after={"mail": mail.id},
@@ -207,10 +215,17 @@ def message_customer(op: Operation, case: AbuseCase, subject: str, body: str) ->
     return mail
 
 
+def message_customer(op: Operation, case: AbuseCase, subject: str, body: str) -> OutgoingMail:
+    """A further message to the customer (it carries a fresh response link)."""
+    _check_message(subject, body)
+    _, address = _customer_mail(op, case)
+    link = response_link(op, new_response_token(case))
+    return _message(op, case, "customer", address, case.customer_locale, subject, body, link)
+
+
 def message_reporter(op: Operation, case: AbuseCase, subject: str, body: str) -> OutgoingMail:
     """A message to whoever reported the case's first event."""
-    if not body.strip() or not subject.strip():
-        raise ValidationFailed("the message needs a subject and a text.")
+    _check_message(subject, body)
     report = op.session.scalars(
         select(AbuseReport)
         .join(AbuseEvent, AbuseEvent.report_id == AbuseReport.id)
@@ -224,19 +239,7 @@ def message_reporter(op: Operation, case: AbuseCase, subject: str, body: str) ->
             hint="Its events came from detection or a form without an address.",
         )
     locale = "zh-CN" if _CJK.search(report.subject) else "en"
-    subject_line, text = render(
-        "message", locale, case=case, subject=subject.strip(), body=body.strip(), link=""
-    )
-    mail = _queue(op, case, report.reporter, subject_line, text)
-    _entry(op, case, "to-reporter", text, mail_id=mail.id, to=report.reporter, subject=subject_line)
-    op.audit(
-        "case.message_reporter",
-        "abuse_case",
-        case.id,
-        after={"mail": mail.id},
-        reason=subject.strip(),
-    )
-    return mail
+    return _message(op, case, "reporter", report.reporter, locale, subject, body, "")
 
 
 def acknowledge_reporter(op: Operation, report: AbuseReport, cases: list[AbuseCase]) -> None:

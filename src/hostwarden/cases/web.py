@@ -374,8 +374,7 @@ def _case_action(
     except HostwardenError as exc:
         return _case_page(request, who, reference, error=str(exc), status=exc.status)
     # Redirect after the change, so that reloading the page does not send it again.
-    key = next(k for k, v in DONE.items() if v == done)
-    return RedirectResponse(f"/cases/{quote(target)}?done={key}", status_code=303)
+    return RedirectResponse(f"/cases/{quote(target)}?done={done}", status_code=303)
 
 
 @router.post("/cases/{reference}/notify")
@@ -391,7 +390,7 @@ def case_notify(
         who,
         reference,
         lambda op, c: notify.notify_customer(op, c, locale=locale or None, extra=extra),
-        DONE["notified"],
+        "notified",
     )
 
 
@@ -411,7 +410,7 @@ def case_message(
             return notify.message_customer(op, case, subject, text)
         raise ValidationFailed("choose who the message is for.", hint="Customer or reporter.")
 
-    return _case_action(request, who, reference, send, DONE["message"])
+    return _case_action(request, who, reference, send, "message")
 
 
 @router.post("/cases/{reference}/note")
@@ -426,7 +425,7 @@ def case_note(
         who,
         reference,
         lambda op, c: service.add_note(op, c, text),
-        DONE["note"],
+        "note",
     )
 
 
@@ -443,7 +442,7 @@ def case_state(
         who,
         reference,
         lambda op, c: service.transition(op, c, to, reason),
-        DONE["state"],
+        "state",
     )
 
 
@@ -464,7 +463,7 @@ def case_authority(
             op, case, reported=reported == "yes", to=to, reference=ref, reason=reason
         )
 
-    return _case_action(request, who, reference, decide, DONE["authority"])
+    return _case_action(request, who, reference, decide, "authority")
 
 
 # --- public pages -------------------------------------------------------------------------------
