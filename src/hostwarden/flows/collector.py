@@ -412,18 +412,19 @@ class CollectorWorker:
         are dropped and counted) so a store that recovers (disk freed) loses nothing
         that fitted in memory."""
         with self._write_lock:
+            # The counts move under the queue's lock, so that write_stats never sees the
+            # records in no place (taken from the queue but not yet being written).
             with self._wakeup:
                 queued, self._queue = self._queue, []
+                kept, self._kept = self._kept, None
+                self._writing = self._queued_records + (len(kept) if kept is not None else 0)
                 self._queued_records = 0
-            kept, self._kept = self._kept, None
             batch = FlowBatch.concat(([kept] if kept is not None else []) + queued)
             if not len(batch):
                 return
-            self._writing = len(batch)
             try:
                 self.ingestor.ingest(batch)
             except Exception as exc:
-                self._writing = 0
                 self.stats.write_failures += 1
                 log.error(
                     "flows.write_failed",
@@ -435,9 +436,11 @@ class CollectorWorker:
                 if len(batch) > limit:
                     self.stats.errors["dropped-after-write-failure"] += len(batch) - limit
                     batch = batch.take(np.arange(len(batch) - limit, len(batch)))
-                self._kept = batch
+                with self._wakeup:
+                    self._kept, self._writing = batch, 0
                 return
-            self._writing = 0
+            with self._wakeup:
+                self._writing = 0
             self.stats.batches_written += 1
 
     def _seal_due(self) -> None:
@@ -459,8 +462,9 @@ class CollectorWorker:
             log.warning("flows.template_save_failed", detail=str(exc)[:300])
 
     def write_stats(self) -> None:
-        kept = self._kept
-        queued = self._queued_records + self._writing
+        with self._wakeup:
+            kept = self._kept
+            queued = self._queued_records + self._writing
         self.stats.writer_queue_records = queued
         self.stats.pending_records = (
             self._pending_records + queued + (len(kept) if kept is not None else 0)
