@@ -22,7 +22,7 @@ Registry (the product's path, ``registry.inventory`` in one unit of work): --cus
 customers (2,000) in 198.18.0.0/16 and 198.19.0.0/16, two /32s each, one in ten of them
 handed to another customer on 2026-03-01, and a domain each (shopN.example.net), in a
 fresh data directory (SQLite, or a fresh schema of --database-url) in a temporary
-directory on the disk (raw reports are fsynced as in production).
+directory on the disk.
 
 Measured, on one pinned core (the PostgreSQL server, when used, runs where it likes):
 
@@ -31,10 +31,10 @@ Measured, on one pinned core (the PostgreSQL server, when used, runs where it li
 2. **parse only**: ``cases.service.read_report`` over the corpus (MIME reading, format
    detection, events), with the time of each format;
 3. **intake**: ``cases.service.receive_many(runtime, [Incoming(raw, "import"), ...])`` in
-   batches of --batch reports (read, raw store with fsync, attribution, deduplication,
+   batches of --batch reports (read, raw bytes stored, attribution, deduplication,
    grouping into cases, audit, one transaction a batch): reports/s wall-clock and per
    CPU-second of the process, events/s, and the time inside ``read_report`` and the raw
-   store (``rawstore.put``/``sync_dirs``) measured by timers around them in the same run.
+   store (``rawstore.put_many``) measured by timers around them in the same run.
 
 Target (issue 7): ≥ 2,000 reports/s wall-clock. ``--profile`` runs the intake again under
 cProfile on a fresh data directory and prints the top 25 functions by cumulative time
@@ -797,7 +797,7 @@ def profile_intake(runtime: Any, corpus: Corpus, batch: int) -> None:
     )
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).strip_dirs()
-    stats.sort_stats("cumulative").print_stats(60)
+    stats.sort_stats("cumulative").print_stats(25)
     stats.sort_stats("tottime").print_stats(15)
     text = re.sub(r"\n{3,}", "\n\n", out.getvalue())
     console.out(text, highlight=False)
@@ -880,7 +880,7 @@ def report(
         "",
     )
     table.add_row(
-        "  in receive_many: read + parse / raw store (fsync) / the rest",
+        "  in receive_many: read + parse / raw store / the rest",
         f"{intake.parse_s:.2f} / {intake.store_s:.2f} / {rest:.2f} s "
         f"({intake.parse_s / run.seconds:.0%} / {intake.store_s / run.seconds:.0%} / "
         f"{rest / run.seconds:.0%})",

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hostwarden.cases import notify, rawstore, service
-from hostwarden.cases.models import AbuseCase, AbuseEvent, AbuseReport, CaseEntry
+from hostwarden.cases.models import AbuseCase, AbuseEvent, AbuseReport, CaseEntry, RawReport
 from hostwarden.cases.playbooks import set_playbook
 from hostwarden.core import audit
 from hostwarden.core.models import AuditEntry
@@ -371,9 +371,7 @@ def test_a_report_too_large_is_refused_and_nothing_is_stored(
         service.receive(runtime, b"x" * (limit + 1), channel="smtp")
     with runtime.reading() as session:
         assert session.scalar(select(func.count()).select_from(AbuseReport)) == 0
-    assert not rawstore.store_dir(runtime).exists() or not any(
-        rawstore.store_dir(runtime).rglob("*.bin")
-    )
+        assert session.scalar(select(func.count()).select_from(RawReport)) == 0
 
 
 def test_a_report_nobody_understands_is_kept_unchanged_for_a_person(
@@ -382,7 +380,8 @@ def test_a_report_nobody_understands_is_kept_unchanged_for_a_person(
     raw = b"\x00\x01 not a mail at all \xff\xfe" * 10
     result = service.receive(runtime, raw, channel="smtp")
     assert result.status == "unparsed" and result.events == 0
-    assert rawstore.get(rawstore.store_dir(runtime), result.sha256) == raw
+    with runtime.reading() as session:
+        assert rawstore.get(session, result.sha256) == raw
     assert result.sha256 == hashlib.sha256(raw).hexdigest()
     with _op(runtime) as op:
         service.review_report(op, result.report_id, "spoke to the sender on the phone")
@@ -403,12 +402,14 @@ def test_every_intake_is_in_the_audit_trail_and_the_chain_verifies(
     assert audit.verify(runtime).ok
 
 
-def test_a_raw_report_altered_on_disk_is_named_as_modified(runtime: Runtime, scene: object) -> None:
+def test_a_raw_report_altered_in_the_database_is_named_as_modified(
+    runtime: Runtime, scene: object
+) -> None:
     result = take(runtime, event(), raw=b"original report bytes")
-    path = rawstore.path_of(rawstore.store_dir(runtime), result.sha256)
-    path.write_bytes(b"altered report bytes!")
-    with pytest.raises(Exception, match="no longer matches"):
-        rawstore.get(rawstore.store_dir(runtime), result.sha256)
+    with _op(runtime) as op:
+        op.session.get(RawReport, result.sha256).data = b"altered report bytes"  # type: ignore[union-attr]
+    with runtime.reading() as session, pytest.raises(Exception, match="no longer matches"):
+        rawstore.get(session, result.sha256)
 
 
 def test_a_playbook_that_notifies_at_once_sends_the_notice_when_the_case_opens(
@@ -488,20 +489,56 @@ def test_a_cgnat_address_needs_the_port_to_find_the_customer(
 
     with _op(runtime) as op:
         inventory.create_range(op, "10.0.0.0/24", purpose="CGNAT pool")
-        inventory.assign(op, "10.0.0.5/32", scene.bob,  # type: ignore[attr-defined]
-                         valid_from="2026-01-01T00:00:00Z")
-        inventory.create_nat(op, "203.0.113.200", 40000, 40999, "10.0.0.5",
-                             valid_from="2026-01-01T00:00:00Z")
+        inventory.assign(
+            op,
+            "10.0.0.5/32",
+            scene.bob,  # type: ignore[attr-defined]
+            valid_from="2026-01-01T00:00:00Z",
+        )
+        inventory.create_nat(
+            op, "203.0.113.200", 40000, 40999, "10.0.0.5", valid_from="2026-01-01T00:00:00Z"
+        )
     with_port = take(runtime, event(ip="203.0.113.200", port=40123, category="bruteforce"))
     case = _case(runtime, with_port.cases_opened[0])
     assert case.customer_id == scene.bob  # type: ignore[attr-defined]
     assert case.subject == "203.0.113.200"
     without = take(runtime, event(ip="203.0.113.200", category="bruteforce", excerpt="no port"))
-    other_port = take(runtime, event(ip="203.0.113.200", port=50000, category="bruteforce",
-                                     excerpt="outside the block"))
+    other_port = take(
+        runtime,
+        event(ip="203.0.113.200", port=50000, category="bruteforce", excerpt="outside the block"),
+    )
     assert without.unresolved == 1 and other_port.unresolved == 1
     with runtime.reading() as session:
-        reasons = sorted(e.reason for e in session.scalars(
-            select(AbuseEvent).where(AbuseEvent.status == "unresolved")))
+        reasons = sorted(
+            e.reason
+            for e in session.scalars(select(AbuseEvent).where(AbuseEvent.status == "unresolved"))
+        )
     assert "ask the reporter for the source port" in reasons[0]
     assert "no NAT block of 203.0.113.200 covered port 50000" in reasons[1]
+
+
+def test_a_batch_that_fails_half_way_leaves_nothing_behind(
+    runtime: Runtime, scene: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(service._Intake, "_opened", broken)
+    with pytest.raises(OSError, match="No space left"):
+        take(runtime, event(), raw=b"a report that does not fit")
+    with runtime.reading() as session:
+        for table in (AbuseReport, AbuseEvent, AbuseCase, RawReport):
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table
+    monkeypatch.undo()
+    assert take(runtime, event(), raw=b"a report that does not fit").cases_opened
+
+
+def test_the_same_bytes_are_stored_once(runtime: Runtime, scene: object) -> None:
+    raw = b"the same report twice"
+    first = take(runtime, event(), raw=raw)
+    second = take(runtime, event(excerpt="again"), raw=raw)
+    assert first.sha256 == second.sha256
+    with runtime.reading() as session:
+        assert session.scalar(select(func.count()).select_from(RawReport)) == 1
+        assert session.scalar(select(func.count()).select_from(AbuseReport)) == 2
+        assert rawstore.get(session, first.sha256) == raw

@@ -172,11 +172,8 @@ def report_raw(
     request: Request, report_id: int, who: Principal = require(Perm.CASES_READ)
 ) -> Response:
     """The report exactly as received (checked against its SHA-256)."""
-    runtime = runtime_of(request)
-    with runtime.reading() as session:
-        report = _report(session, report_id)
-        digest = report.sha256
-    data = rawstore.get(rawstore.store_dir(runtime), digest)
+    with runtime_of(request).reading() as session:
+        digest, data = rawstore.of_report(session, report_id)
     return Response(
         data,
         media_type="application/octet-stream",

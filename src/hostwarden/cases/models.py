@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hostwarden.core.db import Base, UtcDateTime
@@ -44,9 +44,20 @@ ENTRY_KINDS = (
 )
 
 
+class RawReport(Base):
+    """Bytes exactly as received (a report, or a file a customer attached), under their
+    SHA-256: the first piece of evidence (cases/rawstore.py)."""
+
+    __tablename__ = "abuse_raw"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class AbuseReport(Base):
-    """A report exactly as it arrived; the raw bytes live in the report store under
-    their SHA-256 (cases/rawstore.py), which is the first piece of evidence."""
+    """A report as it arrived; its bytes are in ``abuse_raw`` under ``sha256``."""
 
     __tablename__ = "abuse_reports"
     __table_args__ = (Index("ix_abuse_reports_status_received", "status", "received_at"),)

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hostwarden.api.deps import Principal, page, public, runtime_of
 from hostwarden.cases import notify, queries, rawstore, service
 from hostwarden.cases.api import SimpleReport, simple_event
-from hostwarden.cases.models import CASE_STATES, OPEN_STATES, AbuseReport
+from hostwarden.cases.models import CASE_STATES, OPEN_STATES
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport
 from hostwarden.cases.playbooks import (
     CATEGORY_LABELS,
@@ -28,7 +28,7 @@ from hostwarden.cases.playbooks import (
 )
 from hostwarden.core.rbac import Perm
 from hostwarden.core.runtime import Operation
-from hostwarden.errors import HostwardenError, NotFound, TooLarge, ValidationFailed
+from hostwarden.errors import HostwardenError, TooLarge, ValidationFailed
 from hostwarden.web import i18n
 from hostwarden.web.i18n import N_
 from hostwarden.web.render import render
@@ -655,13 +655,8 @@ def report_raw(
     request: Request, report_id: int, who: Principal = page(Perm.CASES_READ)
 ) -> Response:
     """A report exactly as received, checked against its SHA-256 on the way out."""
-    runtime = runtime_of(request)
-    with runtime.reading() as session:
-        report = session.get(AbuseReport, report_id)
-        if report is None:
-            raise NotFound(f"there is no report {report_id}.", hint="Open it from a case.")
-        digest = report.sha256
-    data = rawstore.get(rawstore.store_dir(runtime), digest)
+    with runtime_of(request).reading() as session:
+        digest, data = rawstore.of_report(session, report_id)
     return Response(
         data,
         media_type="message/rfc822",

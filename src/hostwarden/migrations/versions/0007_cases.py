@@ -18,6 +18,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "abuse_raw",
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("sha256", name=op.f("pk_abuse_raw")),
+    )
+    op.create_table(
         "abuse_allowlist",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -219,6 +227,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("abuse_raw")
     with op.batch_alter_table("mail_outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_mail_outbox_due")
         batch_op.drop_index(batch_op.f("ix_mail_outbox_case_id"))
