@@ -3,6 +3,8 @@ SMTP relay its notifications leave through."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
@@ -23,7 +25,7 @@ class CasesSettings(_Section):
     #: A case with no new event and no action for this long is closed as idle.
     idle_close_days: int = Field(30, ge=1, le=3650)
     #: Language of customer notifications unless the person sending one picks another.
-    customer_locale: str = "zh-CN"
+    customer_locale: Literal["en", "zh-CN"] = "zh-CN"
     #: Base of the links in notifications (the customer response page).
     public_url: str = "http://127.0.0.1:8080"
     #: Reports the public web form takes from one client address per hour.
@@ -50,13 +52,6 @@ class CasesSettings(_Section):
             if "@" not in address:
                 raise ValueError(f"{address!r} is not a mail address")
         return cleaned
-
-    @field_validator("customer_locale")
-    @classmethod
-    def _locale(cls, value: str) -> str:
-        if value not in ("en", "zh-CN"):
-            raise ValueError("customer_locale must be en or zh-CN")
-        return value
 
 
 class MailSettings(_Section):
