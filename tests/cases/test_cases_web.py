@@ -233,3 +233,10 @@ def test_the_response_page_shows_only_what_the_customer_may_see(
     )
     assert "your reply is on the case" in sent.text
     assert client.get("/respond/wrong-token", headers=HTML).status_code == 404
+
+
+def test_the_public_form_speaks_the_visitors_language(client: TestClient) -> None:
+    chinese = client.get("/report", headers={**HTML, "Accept-Language": "zh-CN,zh;q=0.9"}).text
+    assert "垃圾邮件" in chinese and "网络钓鱼" in chinese
+    english = client.get("/report", headers={**HTML, "Accept-Language": "en-GB"}).text
+    assert "Phishing" in english and "网络钓鱼" not in english

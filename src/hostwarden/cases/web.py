@@ -59,10 +59,15 @@ EMPTY_FILTER = {"state": "", "category": "", "customer": "", "age": ""}
 BULK_ACTIONS = ("resolved", "ignored", "escalated")
 
 
+def _category_name(category: str) -> str:
+    en, zh = CATEGORY_LABELS.get(category, (category, category))
+    return zh if i18n.current_locale() == "zh-CN" else en
+
+
 def _labels() -> dict[str, Any]:
-    zh = i18n.current_locale() == "zh-CN"
+    # Looked up while the template renders, in the language render() chose.
     return {
-        "category_name": lambda c: CATEGORY_LABELS.get(c, (c, c))[1 if zh else 0],
+        "category_name": _category_name,
         "state_name": lambda s: i18n.gettext(STATE_LABELS[s]) if s in STATE_LABELS else s,
         "categories": CATEGORIES,
         "states": CASE_STATES,
@@ -76,7 +81,6 @@ def _page(
     context: dict[str, Any],
     status: int = 200,
 ) -> HTMLResponse:
-    i18n.set_locale(who.locale if who else i18n.current_locale())
     return render(request, template, {**_labels(), **context}, principal=who, status=status)
 
 
