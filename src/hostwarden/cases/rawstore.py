@@ -35,7 +35,7 @@ def put_many(session: Session, datas: Sequence[bytes]) -> list[str]:
         now = utcnow()
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         session.execute(
-            dialect.insert(RawReport).on_conflict_do_nothing(index_elements=["sha256"]),
+            dialect.insert(RawReport.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
             [
                 {"sha256": digest, "size": len(data), "data": data, "stored_at": now}
                 for digest, data in new.items()

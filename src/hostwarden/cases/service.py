@@ -38,6 +38,7 @@ from hostwarden.cases.parsers import parse_message
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
 from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
+from hostwarden.core.db import Base
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -175,6 +176,11 @@ def _check(event: ReportEvent) -> _Checked:
 # --- intake -------------------------------------------------------------------------------
 
 
+def _table(model: type[Base]) -> Table:
+    """A model's table, for Core statements that skip the ORM's per-row bookkeeping."""
+    return cast(Table, model.__table__)
+
+
 #: Columns of a report row the intake writes.
 _REPORT_COLUMNS = (
     "sha256",
@@ -286,8 +292,9 @@ class _Intake:
             report.duplicates = taken.result.duplicates
             report.notes = _json(taken.result.notes)
             rows_of_reports.append({c: getattr(report, c) for c in _REPORT_COLUMNS})
+        reports = _table(AbuseReport)
         ids = self.session.scalars(
-            insert(AbuseReport).returning(AbuseReport.id, sort_by_parameter_order=True),
+            insert(reports).returning(reports.c.id, sort_by_parameter_order=True),
             rows_of_reports,
         ).all()
         for taken, report_id in zip(batch, ids, strict=True):
@@ -297,8 +304,9 @@ class _Intake:
         self._opened()
         if duplicates_of:
             # A plain executemany: the ORM's UPDATE would search the session for the
-            # cases to synchronise, which costs more than the statements.
-            table = cast(Table, AbuseCase.__table__)
+            # cases to synchronise, which costs more than the statements (the same goes
+            # for the ORM's bulk inserts, hence Core on the tables here and above).
+            table = _table(AbuseCase)
             self.session.execute(
                 update(table)
                 .where(table.c.id == bindparam("case"))
@@ -320,7 +328,7 @@ class _Intake:
                 new.taken.touched[new.case.id] = new.case
             rows.append(new.values)
         if rows:
-            self.session.execute(insert(AbuseEvent), rows)
+            self.session.execute(insert(_table(AbuseEvent)), rows)
         for case in self.touched.values():
             self._escalate_if_due(case)
         self._audit_reports(batch)
