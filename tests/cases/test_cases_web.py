@@ -240,3 +240,20 @@ def test_the_public_form_speaks_the_visitors_language(client: TestClient) -> Non
     assert "垃圾邮件" in chinese and "网络钓鱼" in chinese
     english = client.get("/report", headers={**HTML, "Accept-Language": "en-GB"}).text
     assert "Phishing" in english and "网络钓鱼" not in english
+
+
+def test_pages_never_show_messages_taken_from_the_address(
+    runtime: Runtime, client: TestClient
+) -> None:
+    build(runtime)
+    reference = take(runtime, event()).cases_opened[0]
+    with runtime.operation(system_actor("desk")) as op:
+        text = notify.notify_customer(op, service.get_case(op.session, reference), locale="en")
+        token = text.message.split("/respond/")[1].split()[0]
+    spoof = {"notice": "Pay the fine at evil.example", "error": "Pay the fine", "status": "500"}
+    page = client.get(f"/respond/{token}", params=spoof, headers=HTML)
+    assert page.status_code == 200 and "Pay the fine" not in page.text
+    signed_in(client, runtime, "abuse")
+    for path in ("/cases/queue", "/cases/settings", f"/cases/{reference}", "/cases"):
+        shown = client.get(path, params={**spoof, "done": "evil"}, headers=HTML)
+        assert shown.status_code == 200 and "Pay the fine" not in shown.text, path

@@ -221,9 +221,14 @@ def _case_page(
 
 
 @router.get("/cases/queue")
+def queue_route(request: Request, who: Principal = page(Perm.CASES_READ)) -> HTMLResponse:
+    return queue_page(request, who)
+
+
 def queue_page(
-    request: Request, who: Principal = page(Perm.CASES_READ), notice: str = "", error: str = ""
+    request: Request, who: Principal, *, notice: str = "", error: str = ""
 ) -> HTMLResponse:
+    """The work queue, with what the last action said (never taken from the URL)."""
     with runtime_of(request).reading() as session:
         data = queries.work_queue(session)
     return _page(request, who, "cases/queue.html", {**data, "notice": notice, "error": error})
@@ -261,9 +266,14 @@ def report_review(
 
 
 @router.get("/cases/settings")
+def settings_route(request: Request, who: Principal = page(Perm.CASES_READ)) -> HTMLResponse:
+    return settings_page(request, who)
+
+
 def settings_page(
-    request: Request, who: Principal = page(Perm.CASES_READ), notice: str = "", error: str = ""
+    request: Request, who: Principal, *, notice: str = "", error: str = ""
 ) -> HTMLResponse:
+    """Playbooks and the allowlist, with what the last action said."""
     with runtime_of(request).reading() as session:
         rules = [r.as_dict() for r in all_playbooks(session).values()]
         entries = queries.allowlist(session)
@@ -582,13 +592,12 @@ def report_submit(
 
 
 @router.get("/respond/{token}")
+def respond_route(request: Request, token: str, _: None = public()) -> HTMLResponse:
+    return respond_page(request, token)
+
+
 def respond_page(
-    request: Request,
-    token: str,
-    _: None = public(),
-    notice: str = "",
-    error: str = "",
-    status: int = 200,
+    request: Request, token: str, *, notice: str = "", error: str = "", status: int = 200
 ) -> HTMLResponse:
     try:
         with runtime_of(request).reading() as session:
