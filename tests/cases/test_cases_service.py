@@ -542,3 +542,17 @@ def test_the_same_bytes_are_stored_once(runtime: Runtime, scene: object) -> None
         assert session.scalar(select(func.count()).select_from(RawReport)) == 1
         assert session.scalar(select(func.count()).select_from(AbuseReport)) == 2
         assert rawstore.get(session, first.sha256) == raw
+
+
+def test_a_case_a_person_reopens_is_no_longer_marked_closed(
+    runtime: Runtime, scene: object
+) -> None:
+    reference = take(runtime, event()).cases_opened[0]
+    with _op(runtime) as op:
+        case = service.get_case(op.session, reference)
+        service.transition(op, case, "ignored", "reporter's own test traffic")
+    assert _case(runtime, reference).closed_at is not None
+    with _op(runtime) as op:
+        service.transition(op, service.get_case(op.session, reference), "new", "it was not")
+    case = _case(runtime, reference)
+    assert case.state == "new" and case.closed_at is None and case.close_reason == ""

@@ -1,13 +1,14 @@
 """The abuse desk's operations: taking reports in, attributing and grouping their events
 into cases, and every change of a case (the only place that writes them).
 
-A report is stored as received (``rawstore``) before anything else, then parsed; each
-event is attributed at its own time (address + port + time → customer and instance, or
-domain + time), checked against the allowlists and grouped: it joins the open case of the
-same customer, subject (address or domain) and category, reopens a resolved or ignored
-one, or opens a new case. An event seen before (same source, category, subject, port,
-URL, time and excerpt) is dropped and counted. Every case change is audited; events
-joining a case are audited through their report's entry.
+A report is parsed, then stored as received (``rawstore``) in the same transaction as
+its row, events and cases; each event is attributed at its own time (address + port +
+time → customer and instance, or domain + time), checked against the allowlists and
+grouped: it joins the open case of the same customer, subject (address or domain) and
+category, reopens a resolved or ignored one, or opens a new case. An event seen before
+(same source, category, subject, port, URL, time and excerpt) is dropped and counted.
+Every case change is audited; events joining a case are audited through their report's
+entry.
 """
 
 from __future__ import annotations
@@ -226,8 +227,9 @@ class _Intake:
     """One unit of work taking a batch of reports in.
 
     Built for batches: the allowlists, playbooks, known fingerprints and the cases the
-    batch may join are read once; reports and new cases are inserted in one flush, events
-    in one executemany, so a report costs a few rows rather than a dozen round trips."""
+    batch may join are read once; reports and events are inserted by one executemany
+    each and new cases in one flush, so a report costs a few rows rather than a dozen
+    round trips."""
 
     def __init__(self, op: Operation, index: AttributionIndex) -> None:
         self.op = op
@@ -237,9 +239,8 @@ class _Intake:
         self.playbooks = all_playbooks(op.session)
         self.reporter_rules, self.address_rules = _active_allowlist(op.session, self.now)
         self.ranges: list[tuple[str, str]] | None = None
-        #: The newest case of each (customer, subject key, category) seen so far; None:
-        #: looked up, there is none.
-        self.cases: dict[tuple[int, str, str], AbuseCase | None] = {}
+        #: The newest case of each (customer, subject key, category) read or opened so far.
+        self.cases: dict[tuple[int, str, str], AbuseCase] = {}
         self.new_cases: list[AbuseCase] = []
         self.touched: dict[int, AbuseCase] = {}
         self.seen: set[str] = set()
@@ -298,7 +299,7 @@ class _Intake:
             rows_of_reports,
         ).all()
         for taken, report_id in zip(batch, ids, strict=True):
-            taken.report.id = report_id
+            taken.report.id = taken.result.report_id = report_id
         # One flush: the new cases get their ids.
         self.session.flush()
         self._opened()
@@ -376,7 +377,6 @@ class _Intake:
         reports = []
         for taken in batch:
             report, result = taken.report, taken.result
-            result.report_id = report.id
             reports.append(
                 {
                     "id": report.id,
@@ -460,9 +460,8 @@ class _Intake:
             values["reason"] = f"address allowlist {rule.value}: {rule.reason}"
             result.allowlisted += 1
             return new
-        subject_key = ip_key if ip_key is not None else f"d:{domain}"
         new.case = self._group(
-            customer, instance, subject_key, ip or domain or "", event.category, moment
+            customer, instance, checked.key, ip or domain or "", event.category, moment
         )
         values["status"] = "grouped"
         return new
@@ -481,7 +480,7 @@ class _Intake:
             found = lookup(self.index, address, moment, port)
             if found is not None:
                 return found.customer_id, found.instance_id, ""
-            return None, None, self._nobody_reason(str(address), ip_key or "", port, moment)
+            return None, None, self._nobody_reason(address, ip_key or "", port, moment)
         holder = _domain_holder(self.session, domain or "", moment)
         if holder is None:
             return (
@@ -494,17 +493,18 @@ class _Intake:
             )
         return holder[0], holder[1], ""
 
-    def _nobody_reason(self, ip: str, ip_key: str, port: int | None, moment: datetime) -> str:
+    def _nobody_reason(
+        self, address: netaddr.IpAddress, ip_key: str, port: int | None, moment: datetime
+    ) -> str:
         if self.ranges is None:
             self.ranges = [(r.start_key, r.end_key) for r in self.session.scalars(select(IpRange))]
-        when = isoformat(moment)
+        ip, when = str(address), isoformat(moment)
         if not any(start <= ip_key <= end for start, end in self.ranges):
             return (
                 f"{ip} is not in any of the provider's IP ranges: the report is for an "
                 "address the provider does not own; answer the reporter or ignore it"
             )
-        value = netaddr.address_int(netaddr.parse_address(ip))
-        if self.index.is_nat_address(value, to_epoch_us(moment)):
+        if self.index.is_nat_address(netaddr.address_int(address), to_epoch_us(moment)):
             if port is None:
                 return (
                     f"{ip} was a NAT public address at {when} and the report gives no "
@@ -569,8 +569,6 @@ class _Intake:
         elif case.state not in OPEN_STATES:
             with self.op.automated("intake"):
                 _change_state(self.op, case, "new", "new events arrived after it was closed")
-            case.closed_at = None
-            case.close_reason = ""
         self.cases[group] = case
         case.events += 1
         case.first_event_at = min(as_utc(case.first_event_at), moment)
@@ -729,8 +727,6 @@ def read_report(runtime: Runtime, raw: bytes) -> tuple[ReportMessage | None, Par
         )
     try:
         message = read_message(raw, max_bytes=limit)
-    except TooLarge:
-        raise
     except ValidationFailed as exc:
         return None, ParsedReport("none", [], [f"the message could not be read: {exc}"])
     return message, parse_message(message)
@@ -877,6 +873,10 @@ def _change_state(op: Operation, case: AbuseCase, to: str, reason: str) -> None:
     if to in CLOSED:
         case.closed_at = now
         case.close_reason = reason
+    elif before in CLOSED:
+        # Reopened (by new events or by a person): no longer closed.
+        case.closed_at = None
+        case.close_reason = ""
     _entry(op, case, "state", reason, **{"from": before, "to": to})
     op.audit(
         f"case.{to}" if to != "new" else "case.reopened",
