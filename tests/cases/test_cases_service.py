@@ -150,7 +150,7 @@ def test_attributing_again_after_the_registry_is_fixed_groups_the_waiting_events
             reason="late entry",
         )
     done = service.attribute_again(runtime, system_actor("desk-test"))
-    assert done == {"grouped": 1, "still_unresolved": 0}
+    assert done == {"grouped": 1, "allowlisted": 0, "still_unresolved": 0}
     with runtime.reading() as session:
         case = session.scalars(select(AbuseCase)).one()
     assert case.customer_id == scene.bob  # type: ignore[attr-defined]
@@ -556,3 +556,30 @@ def test_a_case_a_person_reopens_is_no_longer_marked_closed(
         service.transition(op, service.get_case(op.session, reference), "new", "it was not")
     case = _case(runtime, reference)
     assert case.state == "new" and case.closed_at is None and case.close_reason == ""
+
+
+def test_attributing_again_respects_the_address_allowlist(runtime: Runtime, scene: object) -> None:
+    from hostwarden.registry import inventory
+
+    take(runtime, event(ip=IN_RANGE_UNHELD))
+    with _op(runtime) as op:
+        inventory.assign(
+            op,
+            f"{IN_RANGE_UNHELD}/32",
+            scene.bob,  # type: ignore[attr-defined]
+            valid_from="2026-01-01T00:00:00Z",
+            reason="our scanner",
+        )
+        service.add_allowlist(
+            op,
+            kind="address",
+            value=f"{IN_RANGE_UNHELD}/32",
+            mode="record",
+            reason="our own scanner",
+        )
+    done = service.attribute_again(runtime, system_actor("desk-test"))
+    assert done == {"grouped": 0, "allowlisted": 1, "still_unresolved": 0}
+    with runtime.reading() as session:
+        assert session.scalar(select(func.count()).select_from(AbuseCase)) == 0
+        row = session.scalars(select(AbuseEvent)).one()
+    assert row.status == "allowlisted" and "our own scanner" in row.reason

@@ -180,7 +180,10 @@ def reports_attribute_again(ctx: typer.Context) -> None:
     """Try the events nobody could be found for again (after fixing the registry)."""
     runtime = state(ctx).runtime()
     done = service.attribute_again(runtime, operator())
-    out.print(f"grouped: {done['grouped']}, still unresolved: {done['still_unresolved']}")
+    out.print(
+        f"grouped: {done['grouped']}, allowlisted: {done['allowlisted']}, "
+        f"still unresolved: {done['still_unresolved']}"
+    )
 
 
 @reports_app.command("listen")

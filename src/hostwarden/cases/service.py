@@ -453,18 +453,30 @@ class _Intake:
         if customer is None:
             result.unresolved += 1
             return new
+        values["status"], values["reason"], new.case = self._place(
+            customer, instance, ip_key, checked.key, ip or domain or "", event.category, moment
+        )
+        result.allowlisted += values["status"] == "allowlisted"
+        return new
+
+    def _place(
+        self,
+        customer: int,
+        instance: int | None,
+        ip_key: str | None,
+        subject_key: str,
+        subject: str,
+        category: str,
+        moment: datetime,
+    ) -> tuple[str, str, AbuseCase | None]:
+        """(status, reason, case) of an attributed event: recorded without a case when an
+        address allowlist entry covers it, else grouped into its case."""
         rule = self._address_rule(ip_key)
         if rule is not None:
             rule.hits += 1
-            values["status"] = "allowlisted"
-            values["reason"] = f"address allowlist {rule.value}: {rule.reason}"
-            result.allowlisted += 1
-            return new
-        new.case = self._group(
-            customer, instance, checked.key, ip or domain or "", event.category, moment
-        )
-        values["status"] = "grouped"
-        return new
+            return "allowlisted", f"address allowlist {rule.value}: {rule.reason}", None
+        case = self._group(customer, instance, subject_key, subject, category, moment)
+        return "grouped", "", case
 
     def _holder(
         self,
@@ -1146,7 +1158,7 @@ def remove_allowlist(op: Operation, entry_id: int, reason: str) -> AllowlistEntr
 def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
     """Try the unresolvable events again (after the registry was fixed)."""
     index = current_index(runtime, check=True)
-    done = {"grouped": 0, "still_unresolved": 0}
+    done = {"grouped": 0, "allowlisted": 0, "still_unresolved": 0}
     with runtime.operation(actor) as op:
         intake = _Intake(op, index)
         rows = op.session.scalars(
@@ -1164,19 +1176,26 @@ def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
                 done["still_unresolved"] += 1
                 continue
             subject_key = row.ip_key if row.ip_key is not None else f"d:{row.domain}"
-            case = intake._group(
-                customer, instance, subject_key, row.ip or row.domain or "", row.category, moment
-            )
             row.customer_id, row.instance_id = customer, instance
-            grouped.append((row, case))
+            row.status, row.reason, case = intake._place(
+                customer,
+                instance,
+                row.ip_key,
+                subject_key,
+                row.ip or row.domain or "",
+                row.category,
+                moment,
+            )
+            done[row.status] += 1
+            if case is not None:
+                grouped.append((row, case))
         op.session.flush()
         intake._opened()
         for row, case in grouped:
-            row.case_id, row.status, row.reason = case.id, "grouped", ""
+            row.case_id = case.id
         for case in intake.touched.values():
             intake._escalate_if_due(case)
-        done["grouped"] = len(grouped)
-        if grouped:
+        if grouped or done["allowlisted"]:
             op.audit(
                 "events.attributed_again",
                 "abuse_event",
