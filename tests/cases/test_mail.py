@@ -236,3 +236,14 @@ def test_acknowledgements_go_to_people_not_to_automated_feeds(runtime: Runtime) 
     take(runtime, event(excerpt="feed"))
     with runtime.reading() as session:
         assert len(session.scalars(select(OutgoingMail)).all()) == 1
+
+
+def test_the_retry_wait_doubles_up_to_six_hours_however_many_attempts_failed() -> None:
+    from hostwarden.core.timeutil import doubling_backoff
+
+    waits = [
+        doubling_backoff(60, n, notify.MAX_BACKOFF_SECONDS).total_seconds()
+        for n in (1, 2, 3, 9, 99)
+    ]
+    # Attempt 99 overflowed timedelta when the doubling was not bounded first.
+    assert waits == [60, 120, 240, 15360, 6 * 3600, 6 * 3600]

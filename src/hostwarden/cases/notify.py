@@ -22,7 +22,7 @@ from hostwarden.cases.playbooks import CATEGORY_LABELS, all_playbooks
 from hostwarden.cases.service import _change_state, _entry, get_case, new_response_token
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
-from hostwarden.core.timeutil import as_utc, utcnow
+from hostwarden.core.timeutil import as_utc, doubling_backoff, utcnow
 from hostwarden.errors import Conflict, ValidationFailed
 from hostwarden.registry.models import Customer, Instance
 
@@ -33,7 +33,7 @@ LOCALES = ("en", "zh-CN")
 #: Events quoted in a customer notice (the newest ones).
 NOTICE_EVENTS = 5
 #: Longest wait between retries of one message.
-MAX_BACKOFF = timedelta(hours=6)
+MAX_BACKOFF_SECONDS = 6 * 3600
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 # Autoescape is off on purpose: these are text/plain mails, not HTML.
@@ -340,8 +340,9 @@ def send_due(runtime: Runtime, *, now: datetime | None = None, limit: int = 200)
                         reason=mail.last_error,
                     )
                 else:
-                    wait = timedelta(seconds=settings.retry_seconds * 2 ** (mail.attempts - 1))
-                    mail.next_attempt_at = moment + min(wait, MAX_BACKOFF)
+                    mail.next_attempt_at = moment + doubling_backoff(
+                        settings.retry_seconds, mail.attempts, MAX_BACKOFF_SECONDS
+                    )
                     result.retried += 1
                 log.warning(
                     "cases.mail_failed",

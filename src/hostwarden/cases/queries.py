@@ -20,13 +20,9 @@ from hostwarden.cases.models import (
     OutgoingMail,
 )
 from hostwarden.cases.parsers.base import CATEGORIES
-from hostwarden.core.timeutil import as_utc, isoformat, utcnow
+from hostwarden.core.timeutil import as_utc, isoformat_or_none, utcnow
 from hostwarden.errors import ValidationFailed
 from hostwarden.registry.models import Customer
-
-
-def _iso(value: Any) -> str | None:
-    return isoformat(as_utc(value)) if value is not None else None
 
 
 def case_dict(case: AbuseCase) -> dict[str, Any]:
@@ -40,19 +36,19 @@ def case_dict(case: AbuseCase) -> dict[str, Any]:
         "state": case.state,
         "events": case.events,
         "duplicates": case.duplicates,
-        "first_event_at": _iso(case.first_event_at),
-        "last_event_at": _iso(case.last_event_at),
-        "opened_at": _iso(case.opened_at),
-        "state_changed_at": _iso(case.state_changed_at),
-        "deadline_at": _iso(case.deadline_at),
-        "first_action_at": _iso(case.first_action_at),
-        "mitigated_at": _iso(case.mitigated_at),
-        "closed_at": _iso(case.closed_at),
+        "first_event_at": isoformat_or_none(case.first_event_at),
+        "last_event_at": isoformat_or_none(case.last_event_at),
+        "opened_at": isoformat_or_none(case.opened_at),
+        "state_changed_at": isoformat_or_none(case.state_changed_at),
+        "deadline_at": isoformat_or_none(case.deadline_at),
+        "first_action_at": isoformat_or_none(case.first_action_at),
+        "mitigated_at": isoformat_or_none(case.mitigated_at),
+        "closed_at": isoformat_or_none(case.closed_at),
         "close_reason": case.close_reason,
         "authority": {
             "required": case.authority_required,
             "decided_by": case.authority_decided_by,
-            "decided_at": _iso(case.authority_decided_at),
+            "decided_at": isoformat_or_none(case.authority_decided_at),
             "reported": case.authority_reported,
             "to": case.authority_to,
             "reference": case.authority_reference,
@@ -112,7 +108,7 @@ def event_dict(event: AbuseEvent) -> dict[str, Any]:
         "port": event.port,
         "domain": event.domain,
         "url": event.url,
-        "occurred_at": _iso(event.occurred_at),
+        "occurred_at": isoformat_or_none(event.occurred_at),
         "zone": event.zone,
         "excerpt": event.excerpt,
         "customer_id": event.customer_id,
@@ -134,11 +130,11 @@ def case_detail(session: Session, case: AbuseCase) -> dict[str, Any]:
     customer = session.get(Customer, case.customer_id)
     timeline: list[dict[str, Any]] = [
         {
-            "at": _iso(e.created_at),
+            "at": isoformat_or_none(e.created_at),
             "kind": "event",
             "author": e.source,
             "text": f"{e.category} {e.ip or e.domain}{':' + str(e.port) if e.port else ''} "
-            f"at {_iso(e.occurred_at)}{' ' + e.url if e.url else ''}",
+            f"at {isoformat_or_none(e.occurred_at)}{' ' + e.url if e.url else ''}",
             "audience": "internal",
             "data": {"event_id": e.id, "report_id": e.report_id, "excerpt": e.excerpt},
         }
@@ -147,7 +143,7 @@ def case_detail(session: Session, case: AbuseCase) -> dict[str, Any]:
     for entry in entries:
         timeline.append(
             {
-                "at": _iso(entry.created_at),
+                "at": isoformat_or_none(entry.created_at),
                 "kind": entry.kind,
                 "author": entry.author,
                 "text": entry.body,
@@ -183,7 +179,7 @@ def report_dict(report: AbuseReport) -> dict[str, Any]:
         "events": report.events,
         "duplicates": report.duplicates,
         "notes": json.loads(report.notes or "[]"),
-        "received_at": _iso(report.received_at),
+        "received_at": isoformat_or_none(report.received_at),
     }
 
 
@@ -220,9 +216,9 @@ def allowlist(session: Session) -> list[dict[str, Any]]:
             "mode": r.mode,
             "reason": r.reason,
             "hits": r.hits,
-            "expires_at": _iso(r.expires_at),
+            "expires_at": isoformat_or_none(r.expires_at),
             "created_by": r.created_by,
-            "created_at": _iso(r.created_at),
+            "created_at": isoformat_or_none(r.created_at),
         }
         for r in rows
     ]
@@ -239,8 +235,8 @@ def outbox(session: Session, limit: int = 100) -> list[dict[str, Any]]:
             "status": m.status,
             "attempts": m.attempts,
             "last_error": m.last_error,
-            "created_at": _iso(m.created_at),
-            "sent_at": _iso(m.sent_at),
+            "created_at": isoformat_or_none(m.created_at),
+            "sent_at": isoformat_or_none(m.sent_at),
         }
         for m in rows
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utcnow() -> datetime:
@@ -19,6 +19,18 @@ def as_utc(value: datetime) -> datetime:
 def isoformat(value: datetime) -> str:
     """Canonical text form used in hashes and exports: microseconds, ``Z`` suffix."""
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def isoformat_or_none(value: datetime | None) -> str | None:
+    return isoformat(value) if value is not None else None
+
+
+def doubling_backoff(first_seconds: float, attempts: int, cap_seconds: float) -> timedelta:
+    """The wait after the ``attempts``-th failed try: ``first_seconds``, doubled after each
+    further failure, at most ``cap_seconds`` (the exponent is bounded first, so a long run
+    of failures cannot overflow)."""
+    seconds = first_seconds * 2 ** min(attempts - 1, 30)
+    return timedelta(seconds=min(seconds, cap_seconds))
 
 
 def parse_time(text: str) -> datetime:

@@ -41,7 +41,7 @@ from hostwarden.core.config_detect import DetectSettings
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Runtime
 from hostwarden.core.scheduler import JobSpec
-from hostwarden.core.timeutil import as_utc, isoformat, utcnow
+from hostwarden.core.timeutil import as_utc, doubling_backoff, isoformat, utcnow
 from hostwarden.detect.models import DetectDelivery
 from hostwarden.registry.webhooks import SIGNATURE_HEADER, sign
 
@@ -273,8 +273,7 @@ class DeliveryReport:
 
 def backoff(settings: DetectSettings, attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed try: the retry time, doubled each time."""
-    seconds = settings.delivery_retry_seconds * 2 ** min(attempts - 1, 20)
-    return timedelta(seconds=min(seconds, MAX_BACKOFF_SECONDS))
+    return doubling_backoff(settings.delivery_retry_seconds, attempts, MAX_BACKOFF_SECONDS)
 
 
 def deliver_due(

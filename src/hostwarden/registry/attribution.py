@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Operation, Runtime
-from hostwarden.core.timeutil import isoformat
+from hostwarden.core.timeutil import isoformat_or_none
 from hostwarden.errors import ValidationFailed
 from hostwarden.registry import netaddr
 from hostwarden.registry.inventory import aware_time, current_generation
@@ -71,10 +71,6 @@ def _when(us: int) -> datetime | None:
     return None if us == _OPEN else from_epoch_us(us)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return isoformat(value) if value is not None else None
-
-
 class AssignmentInterval:
     """The assignment interval that answered a lookup."""
 
@@ -103,8 +99,8 @@ class AssignmentInterval:
         return {
             "id": self.id,
             "prefix": self.prefix,
-            "valid_from": _iso(self.valid_from),
-            "valid_to": _iso(self.valid_to),
+            "valid_from": isoformat_or_none(self.valid_from),
+            "valid_to": isoformat_or_none(self.valid_to),
         }
 
 
@@ -152,8 +148,8 @@ class NatUsed:
             "port_start": self.port_start,
             "port_end": self.port_end,
             "private_ip": self.private_ip,
-            "valid_from": _iso(self.valid_from),
-            "valid_to": _iso(self.valid_to),
+            "valid_from": isoformat_or_none(self.valid_from),
+            "valid_to": isoformat_or_none(self.valid_to),
         }
 
 
@@ -212,7 +208,7 @@ class Attribution:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ip": self.ip,
-            "at": _iso(self.at),
+            "at": isoformat_or_none(self.at),
             "port": self.port,
             "customer_id": self.customer_id,
             "instance_id": self.instance_id,

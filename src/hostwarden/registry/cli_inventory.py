@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from hostwarden.cli.common import JsonOpt, ReasonOpt, err, operator, out, print_json, state, table
-from hostwarden.core.timeutil import isoformat
+from hostwarden.core.timeutil import isoformat, isoformat_or_none
 from hostwarden.registry import attribution, inventory
 from hostwarden.registry.schemas_inventory import (
     AssignmentOut,
@@ -47,10 +47,6 @@ AtOpt = Annotated[
 ]
 
 
-def _when(value: Any) -> str | None:
-    return isoformat(value) if value is not None else None
-
-
 def _dump(rows: list[Any]) -> None:
     print_json([r.model_dump(mode="json") for r in rows])
 
@@ -84,8 +80,8 @@ def attribute_command(
         ["customer", found.customer_id],
         ["instance", found.instance_id],
         ["assignment", f"#{held.id} {held.prefix}"],
-        ["valid from", _when(held.valid_from)],
-        ["valid to", _when(held.valid_to) or "still holds"],
+        ["valid from", isoformat_or_none(held.valid_from)],
+        ["valid to", isoformat_or_none(held.valid_to) or "still holds"],
     ]
     if found.nat is not None:
         nat = found.nat
@@ -229,8 +225,8 @@ def instance_list(
                 r.customer_id,
                 r.room_id,
                 r.status,
-                _when(r.created_at),
-                _when(r.terminated_at),
+                isoformat_or_none(r.created_at),
+                isoformat_or_none(r.terminated_at),
             ]
             for r in rows
         ],
@@ -245,7 +241,7 @@ def instance_terminate(
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
         row = inventory.terminate_instance(op, instance_id, at=at, reason=reason)
-    out.print(f"Instance {row.id} terminated at {_when(row.terminated_at)}.")
+    out.print(f"Instance {row.id} terminated at {isoformat_or_none(row.terminated_at)}.")
 
 
 # --- IP assignments ---------------------------------------------------------------------
@@ -280,7 +276,8 @@ def assign(
         )
     out.print(
         f"Assignment {row.id}: {row.prefix} → customer {row.customer_id} from "
-        f"{_when(row.valid_from)}{' to ' + str(_when(row.valid_to)) if row.valid_to else ''}."
+        f"{isoformat_or_none(row.valid_from)}"
+        f"{' to ' + str(isoformat_or_none(row.valid_to)) if row.valid_to else ''}."
     )
 
 
@@ -299,7 +296,7 @@ def release(
         else:
             assignment_id = inventory.current_assignment(op.session, target).id
         row = inventory.release(op, assignment_id, at=at, reason=reason)
-    out.print(f"Assignment {row.id} ({row.prefix}) ended at {_when(row.valid_to)}.")
+    out.print(f"Assignment {row.id} ({row.prefix}) ended at {isoformat_or_none(row.valid_to)}.")
 
 
 @inventory_app.command("assignments")
@@ -333,8 +330,8 @@ def assignments(
                 r.prefix,
                 r.customer_id,
                 r.instance_id,
-                _when(r.valid_from),
-                _when(r.valid_to) or "still holds",
+                isoformat_or_none(r.valid_from),
+                isoformat_or_none(r.valid_to) or "still holds",
                 r.source,
             ]
             for r in rows
@@ -371,7 +368,7 @@ def nat_add(
         )
     out.print(
         f"NAT mapping {row.id}: {row.public_ip}:{row.port_start}-{row.port_end} → "
-        f"{row.private_ip} from {_when(row.valid_from)}."
+        f"{row.private_ip} from {isoformat_or_none(row.valid_from)}."
     )
 
 
@@ -396,8 +393,8 @@ def nat_list(
                 r.public_ip,
                 f"{r.port_start}-{r.port_end}",
                 r.private_ip,
-                _when(r.valid_from),
-                _when(r.valid_to) or "still holds",
+                isoformat_or_none(r.valid_from),
+                isoformat_or_none(r.valid_to) or "still holds",
             ]
             for r in rows
         ],
@@ -410,7 +407,7 @@ def nat_release(ctx: typer.Context, nat_id: int, at: AtOpt = None, reason: Reaso
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
         row = inventory.release_nat(op, nat_id, at=at, reason=reason)
-    out.print(f"NAT mapping {row.id} ended at {_when(row.valid_to)}.")
+    out.print(f"NAT mapping {row.id} ended at {isoformat_or_none(row.valid_to)}.")
 
 
 # --- domains ----------------------------------------------------------------------------
@@ -464,8 +461,8 @@ def domain_list(
                 r.name,
                 r.customer_id,
                 r.instance_id,
-                _when(r.valid_from),
-                _when(r.valid_to) or "still holds",
+                isoformat_or_none(r.valid_from),
+                isoformat_or_none(r.valid_to) or "still holds",
             ]
             for r in rows
         ],
@@ -480,4 +477,4 @@ def domain_release(
     runtime = state(ctx).runtime()
     with runtime.operation(operator()) as op:
         row = inventory.release_domain(op, domain_id, at=at, reason=reason)
-    out.print(f"Domain record {row.id} ended at {_when(row.valid_to)}.")
+    out.print(f"Domain record {row.id} ended at {isoformat_or_none(row.valid_to)}.")
