@@ -75,8 +75,6 @@ def _queue(
     recipient: str,
     subject: str,
     body: str,
-    *,
-    reply_to: str | None = None,
 ) -> OutgoingMail:
     settings = op.runtime.settings.mail
     message = EmailMessage()
@@ -87,8 +85,6 @@ def _queue(
     message["Message-ID"] = make_msgid(domain=settings.from_address.rsplit("@", 1)[-1])
     if case is not None:
         message["X-Hostwarden-Case"] = case.reference
-    if reply_to:
-        message["Reply-To"] = reply_to
     message.set_content(body, charset="utf-8")
     row = OutgoingMail(
         case_id=case.id if case is not None else None,
@@ -238,12 +234,17 @@ def message_reporter(op: Operation, case: AbuseCase, subject: str, body: str) ->
             f"case {case.reference} has no reporter with a mail address.",
             hint="Its events came from detection or a form without an address.",
         )
-    locale = "zh-CN" if _CJK.search(report.subject) else "en"
+    locale = _reporter_locale(report)
     return _message(op, case, "reporter", report.reporter, locale, subject, body, "")
 
 
+def _reporter_locale(report: AbuseReport) -> str:
+    """A reporter who wrote the subject in Chinese is answered in Chinese."""
+    return "zh-CN" if _CJK.search(report.subject) else "en"
+
+
 def acknowledge_reporter(op: Operation, report: AbuseReport, cases: list[AbuseCase]) -> None:
-    locale = "zh-CN" if _CJK.search(report.subject) else "en"
+    locale = _reporter_locale(report)
     references = sorted(c.reference for c in cases)
     subject, body = render(
         "reporter_ack",

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from hostwarden.cases.models import (
     CASE_STATES,
+    OPEN_STATES,
     AbuseCase,
     AbuseEvent,
     AbuseReport,
@@ -255,11 +256,7 @@ def age_buckets(session: Session) -> list[dict[str, Any]]:
     opened = [
         as_utc(o)
         for o in session.scalars(
-            select(AbuseCase.opened_at).where(
-                AbuseCase.state.in_(
-                    ("new", "notified", "awaiting_response", "escalated", "suspended")
-                )
-            )
+            select(AbuseCase.opened_at).where(AbuseCase.state.in_(OPEN_STATES))
         )
     ]
     out = []

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hostwarden.api.deps import Principal, page, public, runtime_of
@@ -646,8 +647,6 @@ async def respond_submit(
                     hint="Attach a smaller file or send a link.",
                 )
             attached.append((upload.filename, data))
-        from starlette.concurrency import run_in_threadpool
-
         client = request.client.host if request.client else ""
         await run_in_threadpool(
             service.customer_reply, runtime, token, text, attached, client=client
