@@ -161,11 +161,15 @@ def _list_page(
 
 
 @router.post("/cases/bulk")
-async def case_bulk(request: Request, who: Principal = page(Perm.CASES_WRITE)) -> HTMLResponse:
-    form = await request.form()
-    chosen = [str(v) for v in form.getlist("case")]
-    action = str(form.get("action", ""))
-    reason = str(form.get("reason", ""))
+def case_bulk(
+    request: Request,
+    case: Annotated[list[str] | None, Form()] = None,
+    action: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    who: Principal = page(Perm.CASES_WRITE),
+) -> HTMLResponse:
+    # A plain route, so the database work runs in the thread pool, not on the event loop.
+    chosen = case or []
     try:
         if action not in BULK_ACTIONS:
             raise ValidationFailed(
