@@ -520,10 +520,10 @@ def test_a_cgnat_address_needs_the_port_to_find_the_customer(
 def test_a_batch_that_fails_half_way_leaves_nothing_behind(
     runtime: Runtime, scene: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: object) -> None:
+    def broken(self: object, *_args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(service._Intake, "_opened", broken)
+    monkeypatch.setattr(service._Intake, "_audit_reports", broken)
     with pytest.raises(OSError, match="No space left"):
         take(runtime, event(), raw=b"a report that does not fit")
     with runtime.reading() as session:

@@ -199,19 +199,76 @@ _REPORT_COLUMNS = (
 )
 
 
+@dataclass(slots=True)
+class _ReportRow:
+    """A report's row until it is inserted (an ORM object cost more to build than the
+    rest of the report's intake; the acknowledgement reads the stored row)."""
+
+    sha256: str
+    size: int
+    channel: str
+    reporter: str
+    subject: str
+    message_id: str
+    parser: str
+    status: str
+    notes: str
+    received_at: datetime
+    events: int = 0
+    duplicates: int = 0
+    id: int = 0
+
+
 @dataclass
 class _Taken:
     """One report of a batch while it is taken in."""
 
     item: Incoming
     digest: str
-    report: AbuseReport
+    report: _ReportRow
     result: ReceiveResult
     parsed: ParsedReport
     acknowledge: bool = False
     #: The reporter is allowlisted as "log": events are recorded, no case is opened.
     log_only: bool = False
-    touched: dict[int, AbuseCase] = field(default_factory=dict)
+    touched: dict[int, _Group] = field(default_factory=dict)
+
+
+#: Columns of a case the grouping reads, in the order of _Group's first fields.
+_GROUP_COLUMNS = (
+    "id",
+    "reference",
+    "customer_id",
+    "instance_id",
+    "category",
+    "subject_key",
+    "subject",
+    "state",
+    "events",
+    "first_event_at",
+    "last_event_at",
+)
+
+
+@dataclass(slots=True)
+class _Group:
+    """A case while a batch is grouped into it: plain values, written by ``finish``."""
+
+    id: int | None
+    reference: str
+    customer_id: int
+    instance_id: int | None
+    category: str
+    subject_key: str
+    subject: str
+    state: str
+    events: int
+    first_event_at: datetime
+    last_event_at: datetime
+    #: Opened by this batch (inserted by ``finish``).
+    new: bool = False
+    #: Closed, and new events arrived: ``finish`` reopens it through the state machine.
+    reopen: bool = False
 
 
 @dataclass
@@ -220,7 +277,7 @@ class _NewEvent:
 
     taken: _Taken
     values: dict[str, Any]
-    case: AbuseCase | None = None
+    case: _Group | None = None
 
 
 class _Intake:
@@ -239,10 +296,12 @@ class _Intake:
         self.playbooks = all_playbooks(op.session)
         self.reporter_rules, self.address_rules = _active_allowlist(op.session, self.now)
         self.ranges: list[tuple[str, str]] | None = None
+        #: Registry rows by domain name: (valid from, valid to, customer, instance).
+        self.domains: dict[str, list[tuple[datetime, datetime | None, int, int | None]]] = {}
         #: The newest case of each (customer, subject key, category) read or opened so far.
-        self.cases: dict[tuple[int, str, str], AbuseCase] = {}
-        self.new_cases: list[AbuseCase] = []
-        self.touched: dict[int, AbuseCase] = {}
+        self.cases: dict[tuple[int, str, str], _Group] = {}
+        self.new_cases: list[_Group] = []
+        self.touched: dict[int, _Group] = {}
         self.seen: set[str] = set()
         #: Subject keys whose cases were read by ``_preload_cases``.
         self.preloaded: set[str] = set()
@@ -267,6 +326,7 @@ class _Intake:
                 continue
             events.extend((taken, _check(e)) for e in taken.parsed.events)
         known = _known_fingerprints(self.session, [c.fingerprint for _, c in events if c.key])
+        self._preload_domains(c.domain for _, c in events if c.domain and c.address is None)
         self._preload_cases({c.key for _, c in events if c.key})
         pending: list[_NewEvent] = []
         duplicates_of: dict[int, int] = {}
@@ -300,9 +360,7 @@ class _Intake:
         ).all()
         for taken, report_id in zip(batch, ids, strict=True):
             taken.report.id = taken.result.report_id = report_id
-        # One flush: the new cases get their ids.
-        self.session.flush()
-        self._opened()
+        self.finish()
         if duplicates_of:
             # A plain executemany: the ORM's UPDATE would search the session for the
             # cases to synchronise, which costs more than the statements (the same goes
@@ -315,23 +373,21 @@ class _Intake:
                 [{"case": case_id, "n": n} for case_id, n in duplicates_of.items()],
             )
         rows = []
-        opened_now = {id(c) for c in self.new_cases}
         for new in pending:
             new.values["report_id"] = new.taken.report.id
-            if new.case is not None:
-                new.values["case_id"] = new.case.id
-                ref = new.case.reference
+            group = new.case
+            if group is not None:
+                new.values["case_id"] = group.id
+                ref = group.reference
                 opened = new.taken.result.cases_opened
-                if id(new.case) in opened_now and ref not in opened:
+                if group.new and ref not in opened:
                     opened.append(ref)
                 elif ref not in opened and ref not in new.taken.result.cases_updated:
                     new.taken.result.cases_updated.append(ref)
-                new.taken.touched[new.case.id] = new.case
+                new.taken.touched[id(group)] = group
             rows.append(new.values)
         if rows:
             self.session.execute(insert(_table(AbuseEvent)), rows)
-        for case in self.touched.values():
-            self._escalate_if_due(case)
         self._audit_reports(batch)
         for taken in batch:
             taken.acknowledge = bool(taken.touched) and taken.acknowledge
@@ -345,7 +401,7 @@ class _Intake:
         ).lower()
         subject = item.subject or (message.headers.get("subject", "") if message else "")
         notes = list(parsed.notes) + (list(message.warnings) if message else [])
-        report = AbuseReport(
+        report = _ReportRow(
             sha256=digest,
             size=len(item.raw),
             channel=item.channel,
@@ -468,7 +524,7 @@ class _Intake:
         subject: str,
         category: str,
         moment: datetime,
-    ) -> tuple[str, str, AbuseCase | None]:
+    ) -> tuple[str, str, _Group | None]:
         """(status, reason, case) of an attributed event: recorded without a case when an
         address allowlist entry covers it, else grouped into its case."""
         rule = self._address_rule(ip_key)
@@ -493,7 +549,7 @@ class _Intake:
             if found is not None:
                 return found.customer_id, found.instance_id, ""
             return None, None, self._nobody_reason(address, ip_key or "", port, moment)
-        holder = _domain_holder(self.session, domain or "", moment)
+        holder = self._domain_holder(domain or "", moment)
         if holder is None:
             return (
                 None,
@@ -504,6 +560,36 @@ class _Intake:
                 ),
             )
         return holder[0], holder[1], ""
+
+    def _preload_domains(self, domains: Iterable[str]) -> None:
+        """The registry's rows of every name (and parent name) of ``domains`` not read
+        yet, in one query per 500 names."""
+        wanted = sorted({n for d in domains for n in _domain_names(d)} - self.domains.keys())
+        for name in wanted:
+            self.domains[name] = []
+        for start in range(0, len(wanted), 500):
+            rows = self.session.execute(
+                select(
+                    Domain.name,
+                    Domain.valid_from,
+                    Domain.valid_to,
+                    Domain.customer_id,
+                    Domain.instance_id,
+                ).where(Domain.name.in_(wanted[start : start + 500]))
+            )
+            for name, valid_from, valid_to, customer, instance in rows:
+                self.domains[name].append((valid_from, valid_to, customer, instance))
+
+    def _domain_holder(self, domain: str, moment: datetime) -> tuple[int, int | None] | None:
+        """The customer (and instance) that had ``domain`` or, failing that, the most
+        specific parent domain at ``moment``."""
+        names = _domain_names(domain)
+        self._preload_domains([domain])
+        for name in names:
+            for valid_from, valid_to, customer, instance in self.domains[name]:
+                if valid_from <= moment and (valid_to is None or valid_to > moment):
+                    return customer, instance
+        return None
 
     def _nobody_reason(
         self, address: netaddr.IpAddress, ip_key: str, port: int | None, moment: datetime
@@ -541,15 +627,20 @@ class _Intake:
     def _preload_cases(self, subjects: set[str]) -> None:
         """Read, in one query per 500 subjects, the newest case of every subject the batch
         names, so grouping needs no query per event."""
+        cases = _table(AbuseCase)
         keys = sorted(subjects)
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            for case in self.session.scalars(
-                select(AbuseCase).where(AbuseCase.subject_key.in_(chunk)).order_by(AbuseCase.id)
-            ):
+            rows = self.session.execute(
+                select(*(cases.c[name] for name in _GROUP_COLUMNS))
+                .where(cases.c.subject_key.in_(chunk))
+                .order_by(cases.c.id)
+            )
+            for row in rows:
                 # Ordered by id: the newest case of a group wins.
-                self.cases[(case.customer_id, case.subject_key, case.category)] = case
-        self.preloaded = subjects
+                group = _Group(*row)
+                self.cases[(group.customer_id, group.subject_key, group.category)] = group
+        self.preloaded |= subjects
 
     def _group(
         self,
@@ -559,37 +650,24 @@ class _Intake:
         subject: str,
         category: str,
         moment: datetime,
-    ) -> AbuseCase:
-        group = (customer, subject_key, category)
-        if group in self.cases:
-            case = self.cases[group]
-        elif subject_key in self.preloaded:
-            case = None
-        else:
-            case = self.session.scalars(
-                select(AbuseCase)
-                .where(
-                    AbuseCase.customer_id == customer,
-                    AbuseCase.subject_key == subject_key,
-                    AbuseCase.category == category,
-                )
-                .order_by(AbuseCase.id.desc())
-                .limit(1)
-            ).first()
-        if case is None or case.state == "terminated":
-            case = self._open(customer, instance, subject_key, subject, category, moment)
-        elif case.state not in OPEN_STATES:
-            with self.op.automated("intake"):
-                _change_state(self.op, case, "new", "new events arrived after it was closed")
-        self.cases[group] = case
-        case.events += 1
-        case.first_event_at = min(as_utc(case.first_event_at), moment)
-        case.last_event_at = max(as_utc(case.last_event_at), moment)
-        case.activity_at = self.now
-        if case.instance_id is None and instance is not None:
-            case.instance_id = instance
-        self.touched[id(case)] = case
-        return case
+    ) -> _Group:
+        key = (customer, subject_key, category)
+        if subject_key not in self.preloaded:
+            self._preload_cases({subject_key})
+        group = self.cases.get(key)
+        if group is None or group.state == "terminated":
+            group = self._open(customer, instance, subject_key, subject, category, moment)
+        elif group.state not in OPEN_STATES:
+            group.reopen = True  # carried out by finish(), through the state machine
+            group.state = "new"
+        self.cases[key] = group
+        group.events += 1
+        group.first_event_at = min(group.first_event_at, moment)
+        group.last_event_at = max(group.last_event_at, moment)
+        if group.instance_id is None and instance is not None:
+            group.instance_id = instance
+        self.touched[id(group)] = group
+        return group
 
     def _open(
         self,
@@ -599,62 +677,141 @@ class _Intake:
         subject: str,
         category: str,
         moment: datetime,
-    ) -> AbuseCase:
-        rule = self.playbooks[category]
-        case = AbuseCase(
-            reference=f"p-{uuid4().hex[:24]}",  # replaced once the id is known
-            customer_id=customer,
-            instance_id=instance,
-            category=category,
-            subject_key=subject_key,
-            subject=subject,
-            state="new",
-            events=0,
-            duplicates=0,
-            first_event_at=moment,
-            last_event_at=moment,
-            opened_at=self.now,
-            state_changed_at=self.now,
-            activity_at=self.now,
-            authority_required=rule.authority_decision,
-            customer_locale=self.op.runtime.settings.cases.customer_locale,
+    ) -> _Group:
+        group = _Group(
+            None, "", customer, instance, category, subject_key, subject, "new", 0, moment, moment
         )
-        self.session.add(case)
-        self.new_cases.append(case)
-        if rule.auto_notify:
-            self.to_notify.append(case)
+        group.new = True
+        self.new_cases.append(group)
+        return group
+
+    def finish(self) -> None:
+        """Write the cases the batch opened and touched (Core statements: the grouping
+        needs plain values, not the ORM's bookkeeping), then do through the state machine
+        what it decided: reopen closed cases, escalate cases at their playbook's threshold,
+        and queue the playbook's automatic notices."""
+        cases = _table(AbuseCase)
+        self._insert_new_cases(cases)
+        changed = [
+            {
+                "case": group.id,
+                "events": group.events,
+                "first": group.first_event_at,
+                "last": group.last_event_at,
+                "instance": group.instance_id,
+            }
+            for group in self.touched.values()
+            if not group.new
+        ]
+        if changed:
+            self.session.execute(
+                update(cases)
+                .where(cases.c.id == bindparam("case"))
+                .values(
+                    events=bindparam("events"),
+                    first_event_at=bindparam("first"),
+                    last_event_at=bindparam("last"),
+                    instance_id=bindparam("instance"),
+                    activity_at=self.now,
+                ),
+                changed,
+            )
+        for group in self.touched.values():
+            rule = self.playbooks[group.category]
+            reopen = group.reopen
+            due = group.events >= rule.escalate_after_events and group.state in (
+                "new",
+                "notified",
+                "awaiting_response",
+            )
+            notify_now = group.new and rule.auto_notify
+            if not (reopen or due or notify_now):
+                continue
+            case = self.orm_case(group)
+            if reopen:
+                group.reopen = False
+                with self.op.automated("intake"):
+                    _change_state(self.op, case, "new", "new events arrived after it was closed")
+            if due:
+                with self.op.automated("playbook"):
+                    escalate(
+                        self.op,
+                        case,
+                        rule,
+                        f"{case.events} events reached the playbook's "
+                        f"threshold of {rule.escalate_after_events}",
+                    )
+                group.state = case.state
+            if notify_now:
+                self.to_notify.append(case)
+
+    def orm_case(self, group: _Group) -> AbuseCase:
+        """The case as an ORM object, read fresh (for the state machine and notices)."""
+        assert group.id is not None, "finish() gives every case its id"
+        case = self.session.get(AbuseCase, group.id, populate_existing=True)
+        assert case is not None
         return case
 
-    def _opened(self) -> None:
-        """References and the trail entry of the cases opened (they have ids now): one
-        entry a case when the batch opened one, else one entry listing every case opened
-        (a feed's batch may open thousands; each case is a row of its own)."""
+    def _insert_new_cases(self, cases: Table) -> None:
+        """New cases in one executemany, their references (which hold the id) in a second,
+        and one trail entry: of the case when the batch opened one, else one listing every
+        case opened (a feed's batch may open thousands; each case is a row of its own)."""
         if not self.new_cases:
             return
-        opened: list[dict[str, Any]] = []
-        for case in self.new_cases:
-            case.reference = f"AB-{self.now:%Y%m%d}-{case.id:06d}"
-            opened.append(
-                {
-                    "id": case.id,
-                    "reference": case.reference,
-                    "customer_id": case.customer_id,
-                    "instance_id": case.instance_id,
-                    "category": case.category,
-                    "subject": case.subject,
-                }
-            )
-        categories = sorted({case.category for case in self.new_cases})
+        locale = self.op.runtime.settings.cases.customer_locale
+        rows = [
+            {
+                "reference": f"p-{uuid4().hex[:24]}",  # replaced once the id is known
+                "customer_id": group.customer_id,
+                "instance_id": group.instance_id,
+                "category": group.category,
+                "subject_key": group.subject_key,
+                "subject": group.subject,
+                "state": "new",
+                "events": group.events,
+                "duplicates": 0,
+                "first_event_at": group.first_event_at,
+                "last_event_at": group.last_event_at,
+                "opened_at": self.now,
+                "state_changed_at": self.now,
+                "activity_at": self.now,
+                "authority_required": self.playbooks[group.category].authority_decision,
+                "customer_locale": locale,
+            }
+            for group in self.new_cases
+        ]
+        ids = self.session.scalars(
+            insert(cases).returning(cases.c.id, sort_by_parameter_order=True), rows
+        ).all()
+        for group, case_id in zip(self.new_cases, ids, strict=True):
+            group.id = case_id
+            group.reference = f"AB-{self.now:%Y%m%d}-{case_id:06d}"
+        self.session.execute(
+            update(cases).where(cases.c.id == bindparam("case")).values(reference=bindparam("ref")),
+            [{"case": group.id, "ref": group.reference} for group in self.new_cases],
+        )
+        opened = [
+            {
+                "id": group.id,
+                "reference": group.reference,
+                "customer_id": group.customer_id,
+                "instance_id": group.instance_id,
+                "category": group.category,
+                "subject": group.subject,
+            }
+            for group in self.new_cases
+        ]
+        categories = sorted({group.category for group in self.new_cases})
         playbooks = {c: self.playbooks[c].as_dict() for c in categories}
         with self.op.automated("intake"):
             if len(opened) == 1:
-                case = self.new_cases[0]
+                group = self.new_cases[0]
                 self.op.audit(
                     "case.opened",
                     "abuse_case",
-                    case.id,
-                    after={**opened[0], "playbook": playbooks[case.category]},
-                    reason=f"first {case.category} event for {case.subject}",
+                    str(group.id),
+                    after={**opened[0], "playbook": playbooks[group.category]},
+                    reason=f"first {group.category} event for {group.subject}",
                 )
                 return
             first, last = opened[0]["id"], opened[-1]["id"]
@@ -664,21 +821,6 @@ class _Intake:
                 f"{first}-{last}",
                 after={"cases": opened, "playbooks": playbooks},
                 reason=f"{len(opened)} cases opened by the reports of one batch",
-            )
-
-    def _escalate_if_due(self, case: AbuseCase) -> None:
-        rule = self.playbooks[case.category]
-        if case.state not in ("new", "notified", "awaiting_response"):
-            return
-        if case.events < rule.escalate_after_events:
-            return
-        with self.op.automated("playbook"):
-            escalate(
-                self.op,
-                case,
-                rule,
-                f"{case.events} events reached the playbook's "
-                f"threshold of {rule.escalate_after_events}",
             )
 
 
@@ -703,27 +845,14 @@ def _known_fingerprints(session: Session, prints: list[str]) -> dict[str, int | 
     return known
 
 
-def _domain_holder(
-    session: Session, domain: str, moment: datetime
-) -> tuple[int, int | None] | None:
-    """The customer (and instance) that had ``domain`` or a parent domain at ``moment``."""
+def _domain_names(domain: str) -> list[str]:
+    """``domain`` and its parent domains, most specific first, as the registry keeps
+    names (normalise_domain: lower-case punycode); a bare TLD is not a candidate."""
     name = domain.lower().rstrip(".")
-    # The registry keeps names as normalise_domain leaves them: lower-case punycode.
     with contextlib.suppress(UnicodeError):
         name = name.encode("idna").decode("ascii")
     labels = name.split(".")
-    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
-    if not candidates:
-        return None
-    rows = session.scalars(
-        select(Domain).where(Domain.name.in_(candidates), Domain.valid_from <= moment)
-    ).all()
-    live = [r for r in rows if r.valid_to is None or as_utc(r.valid_to) > moment]
-    if not live:
-        return None
-    # The longest (most specific) name wins.
-    best = max(live, key=lambda r: len(r.name))
-    return best.customer_id, best.instance_id
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
 def read_report(runtime: Runtime, raw: bytes) -> tuple[ReportMessage | None, ParsedReport]:
@@ -776,20 +905,28 @@ def receive_many(
 
         for taken in batch:
             if taken.acknowledge and _wants_ack(runtime, taken.report):
-                notify.acknowledge_reporter(op, taken.report, list(taken.touched.values()))
+                report = op.session.get(AbuseReport, taken.report.id)
+                assert report is not None  # inserted by take_all above
+                cases = [intake.orm_case(group) for group in taken.touched.values()]
+                notify.acknowledge_reporter(op, report, cases)
     if progress is not None:
         progress(len(batch))
     results = [taken.result for taken in batch]
+    # One line a batch (a line a report cost as much as attributing it); the trail entry
+    # of the batch lists every report.
+    statuses: dict[str, int] = {}
     for result in results:
-        log.info(
-            "cases.report_received",
-            report_id=result.report_id,
-            parser=result.parser,
-            status=result.status,
-            events=result.events,
-            duplicates=result.duplicates,
-            unresolved=result.unresolved,
-        )
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    log.info(
+        "cases.reports_received",
+        reports=len(results),
+        report_ids=f"{results[0].report_id}-{results[-1].report_id}",
+        statuses=statuses,
+        events=sum(r.events for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        unresolved=sum(r.unresolved for r in results),
+        cases_opened=sum(len(r.cases_opened) for r in results),
+    )
     return results
 
 
@@ -808,7 +945,7 @@ def _notify_at_once(op: Operation, cases: list[AbuseCase]) -> None:
                 _entry(op, case, "action", f"automatic notice not sent: {exc}")
 
 
-def _wants_ack(runtime: Runtime, report: AbuseReport) -> bool:
+def _wants_ack(runtime: Runtime, report: _ReportRow) -> bool:
     """People who wrote by mail or through the form get an acknowledgement; feeds, API
     clients and imported archives do not."""
     if not runtime.settings.cases.acknowledge_reporters or "@" not in report.reporter:
@@ -1164,7 +1301,7 @@ def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
         rows = op.session.scalars(
             select(AbuseEvent).where(AbuseEvent.status == "unresolved").order_by(AbuseEvent.id)
         ).all()
-        grouped: list[tuple[AbuseEvent, AbuseCase]] = []
+        grouped: list[tuple[AbuseEvent, _Group]] = []
         for row in rows:
             moment = as_utc(row.occurred_at)
             address = netaddr.parse_address(row.ip) if row.ip is not None else None
@@ -1189,12 +1326,10 @@ def attribute_again(runtime: Runtime, actor: Actor) -> dict[str, int]:
             done[row.status] += 1
             if case is not None:
                 grouped.append((row, case))
-        op.session.flush()
-        intake._opened()
+        intake.finish()
         for row, case in grouped:
             row.case_id = case.id
-        for case in intake.touched.values():
-            intake._escalate_if_due(case)
+        _notify_at_once(op, intake.to_notify)
         if grouped or done["allowlisted"]:
             op.audit(
                 "events.attributed_again",

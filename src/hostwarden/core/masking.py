@@ -13,6 +13,10 @@ _CN_MOBILE = re.compile(r"(?<!\d)((?:\+?86[ -]?)?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})
 # International numbers written with a leading + and at least 8 more digits.
 _INTL_PHONE = re.compile(r"(?<![\w+])(\+\d{1,3})[\d -]{4,}(\d{2})(?!\d)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# What every pattern above needs somewhere: an "@", four digits in a row, or "+" and a
+# digit. One scan for it spares the four substitutions on the many texts with none (the
+# audit trail masks every string of every entry).
+_MAYBE_PERSONAL = re.compile(r"@|\d{4}|\+\d")
 
 
 def mask_id_number(value: str) -> str:
@@ -41,6 +45,8 @@ def mask_email(value: str) -> str:
 
 def mask_text(text: str) -> str:
     """Mask every ID number, phone number and e-mail address found inside free text."""
+    if _MAYBE_PERSONAL.search(text) is None:
+        return text
     text = _RESIDENT_ID.sub(lambda m: m.group(1) + "********" + m.group(2), text)
     text = _EMAIL.sub(lambda m: m.group(1) + "***" + m.group(2), text)
     text = _CN_MOBILE.sub(lambda m: m.group(1) + "****" + m.group(2), text)
