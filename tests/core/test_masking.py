@@ -160,3 +160,22 @@ def test_masking_does_not_change_the_value_given() -> None:
     mask_value(original)
 
     assert original == {"phone": "13812345678"}
+
+
+def test_the_quick_check_finds_every_text_a_pattern_would_change() -> None:
+    """mask_text skips the patterns when its quick check finds nothing: over random texts
+    of digits, separators and letters, no pattern may match where the check does not."""
+    import random
+
+    from hostwarden.core import masking
+
+    patterns = (masking._RESIDENT_ID, masking._CN_MOBILE, masking._INTL_PHONE, masking._EMAIL)
+    rng = random.Random(7)
+    alphabet = "0123456789" * 4 + "13579" * 4 + " -+@.xX"
+    matched = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        if any(p.search(text) for p in patterns):
+            matched += 1
+            assert masking._MAYBE_PERSONAL.search(text), text
+    assert matched > 300  # the texts do exercise the patterns

@@ -13,10 +13,11 @@ _CN_MOBILE = re.compile(r"(?<!\d)((?:\+?86[ -]?)?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})
 # International numbers written with a leading + and at least 8 more digits.
 _INTL_PHONE = re.compile(r"(?<![\w+])(\+\d{1,3})[\d -]{4,}(\d{2})(?!\d)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# What every pattern above needs somewhere: an "@", four digits in a row, or "+" and a
-# digit. One scan for it spares the four substitutions on the many texts with none (the
-# audit trail masks every string of every entry).
-_MAYBE_PERSONAL = re.compile(r"@|\d{4}|\+\d")
+# What a match of each pattern above contains: 14 digits in a row (an ID number has 17 or
+# 18), a mobile's first seven digits, an "@", or "+" and a digit. One scan for these
+# spares the four substitutions on the many texts with none (the audit trail masks every
+# string of every entry: digests, references, times).
+_MAYBE_PERSONAL = re.compile(r"\d{14}|1[3-9]\d[ -]?\d{4}|@|\+\d")
 
 
 def mask_id_number(value: str) -> str:
