@@ -583,3 +583,78 @@ def test_attributing_again_respects_the_address_allowlist(runtime: Runtime, scen
         assert session.scalar(select(func.count()).select_from(AbuseCase)) == 0
         row = session.scalars(select(AbuseEvent)).one()
     assert row.status == "allowlisted" and "our own scanner" in row.reason
+
+
+def test_a_closed_case_reopened_by_a_batch_escalates_in_the_same_batch(
+    runtime: Runtime, scene: object
+) -> None:
+    """The intake reopens a resolved case, then escalates it when the batch's events reach
+    the threshold: both through the state machine, in that order, with the events and
+    times the batch added."""
+    with _op(runtime) as op:
+        set_playbook(
+            op,
+            "spam",
+            deadline_hours=24,
+            escalate_after_events=3,
+            escalation_action="none",
+            authority_decision=False,
+            auto_notify=False,
+            reason="test",
+        )
+    reference = take(runtime, event("2026-05-01T10:00:00+00:00")).cases_opened[0]
+    with _op(runtime) as op:
+        service.transition(op, service.get_case(op.session, reference), "resolved", "fixed")
+    later = take(
+        runtime,
+        event("2026-05-03T10:00:00+00:00", excerpt="again"),
+        event("2026-04-30T09:00:00+00:00", excerpt="older"),
+    )
+    assert later.cases_updated == [reference] and not later.cases_opened
+    case = _case(runtime, reference)
+    assert case.state == "escalated" and case.events == 3 and case.closed_at is None
+    assert case.first_event_at.isoformat().startswith("2026-04-30T09:00")
+    assert case.last_event_at.isoformat().startswith("2026-05-03T10:00")
+    with runtime.reading() as session:
+        actions = [
+            e.action
+            for e in session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.object_type == "abuse_case", AuditEntry.object_id == str(case.id))
+                .order_by(AuditEntry.seq)
+            )
+        ]
+    assert actions == ["case.opened", "case.resolved", "case.reopened", "case.escalated"]
+
+
+def test_a_case_opened_by_attributing_again_gets_the_playbooks_notice(
+    runtime: Runtime, scene: object
+) -> None:
+    from hostwarden.cases.models import OutgoingMail
+    from hostwarden.registry import inventory
+
+    take(runtime, event(ip=IN_RANGE_UNHELD, category="phishing", excerpt="fake login"))
+    with _op(runtime) as op:
+        set_playbook(
+            op,
+            "phishing",
+            deadline_hours=4,
+            escalate_after_events=10,
+            escalation_action="none",
+            authority_decision=False,
+            auto_notify=True,
+        )
+        inventory.assign(
+            op,
+            f"{IN_RANGE_UNHELD}/32",
+            scene.alice,  # type: ignore[attr-defined]
+            valid_from="2026-01-01T00:00:00Z",
+            reason="late entry",
+        )
+    assert service.attribute_again(runtime, system_actor("desk-test"))["grouped"] == 1
+    with runtime.reading() as session:
+        case = session.scalars(select(AbuseCase)).one()
+        sent = session.scalars(select(OutgoingMail)).one()
+    assert case.state == "notified" and case.events == 1
+    assert case.reference.startswith("AB-")
+    assert sent.recipient == "alice@example.com"

@@ -584,7 +584,8 @@ class _Intake:
         """The customer (and instance) that had ``domain`` or, failing that, the most
         specific parent domain at ``moment``."""
         names = _domain_names(domain)
-        self._preload_domains([domain])
+        if any(name not in self.domains for name in names):
+            self._preload_domains([domain])
         for name in names:
             for valid_from, valid_to, customer, instance in self.domains[name]:
                 if valid_from <= moment and (valid_to is None or valid_to > moment):
