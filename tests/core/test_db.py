@@ -35,3 +35,21 @@ def test_writes_inside_a_unit_of_work_commit_and_reads_see_them(runtime: Runtime
         auth.create_user(op, "reader-check", "long-enough-pw", ["noc"])
     with runtime.reading() as session:
         assert auth.get_user_by_name(session, "reader-check").role_list == ["noc"]
+
+
+@pytest.mark.parametrize("names", [[], ["nobody"], ["admin", "nobody", "reader-2"]])
+def test_one_of_finds_the_rows_whose_value_is_in_the_list(
+    runtime: Runtime, names: list[str]
+) -> None:
+    """On PostgreSQL one_of sends the list as one array parameter; on SQLite as IN."""
+    from hostwarden.core import auth
+    from hostwarden.core.db import one_of
+    from hostwarden.core.runtime import system_actor
+
+    with runtime.operation(system_actor("test")) as op:
+        auth.create_user(op, "reader-2", "long-enough-pw", ["noc"])
+    with runtime.reading() as session:
+        found = set(
+            session.scalars(select(User.username).where(one_of(session, User.username, names)))
+        )
+        assert found == {"admin", "reader-2"} & set(names)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hostwarden.cases.models import AbuseReport, RawReport
+from hostwarden.core.db import one_of
 from hostwarden.core.timeutil import utcnow
 from hostwarden.errors import HostwardenError, NotFound
 
@@ -29,7 +30,10 @@ def put_many(session: Session, datas: Sequence[bytes]) -> list[str]:
     keys = list(new)
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        for digest in session.scalars(select(RawReport.sha256).where(RawReport.sha256.in_(chunk))):
+        found = session.scalars(
+            select(RawReport.sha256).where(one_of(session, RawReport.sha256, chunk))
+        )
+        for digest in found:
             new.pop(digest, None)
     if new:
         now = utcnow()

@@ -39,7 +39,7 @@ from hostwarden.cases.parsers import parse_message
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
 from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
-from hostwarden.core.db import Base
+from hostwarden.core.db import Base, one_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -575,7 +575,7 @@ class _Intake:
                     Domain.valid_to,
                     Domain.customer_id,
                     Domain.instance_id,
-                ).where(Domain.name.in_(wanted[start : start + 500]))
+                ).where(one_of(self.session, Domain.name, wanted[start : start + 500]))
             )
             for name, valid_from, valid_to, customer, instance in rows:
                 self.domains[name].append((valid_from, valid_to, customer, instance))
@@ -634,7 +634,7 @@ class _Intake:
             chunk = keys[start : start + 500]
             rows = self.session.execute(
                 select(*(cases.c[name] for name in _GROUP_COLUMNS))
-                .where(cases.c.subject_key.in_(chunk))
+                .where(one_of(self.session, cases.c.subject_key, chunk))
                 .order_by(cases.c.id)
             )
             for row in rows:
@@ -839,7 +839,7 @@ def _known_fingerprints(session: Session, prints: list[str]) -> dict[str, int | 
         chunk = prints[start : start + 500]
         for print_, case_id in session.execute(
             select(AbuseEvent.fingerprint, AbuseEvent.case_id).where(
-                AbuseEvent.fingerprint.in_(chunk)
+                one_of(session, AbuseEvent.fingerprint, chunk)
             )
         ):
             known[print_] = case_id
