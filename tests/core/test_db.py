@@ -53,3 +53,38 @@ def test_one_of_finds_the_rows_whose_value_is_in_the_list(
             session.scalars(select(User.username).where(one_of(session, User.username, names)))
         )
         assert found == {"admin", "reader-2"} & set(names)
+
+
+def test_next_ids_are_new_and_an_insert_with_them_takes_them(runtime: Runtime) -> None:
+    from sqlalchemy import insert
+
+    from hostwarden.cases.models import AbuseReport
+    from hostwarden.core.db import next_ids
+    from hostwarden.core.runtime import system_actor
+    from hostwarden.core.timeutil import utcnow
+
+    table = AbuseReport.__table__
+    row = {
+        "sha256": "0" * 64,
+        "size": 1,
+        "channel": "api",
+        "reporter": "",
+        "subject": "",
+        "message_id": "",
+        "parser": "none",
+        "status": "unparsed",
+        "notes": "[]",
+        "received_at": utcnow(),
+    }
+    with runtime.operation(system_actor("test")) as op:
+        assert next_ids(op.session, table, 0) == []  # type: ignore[arg-type]
+        first = next_ids(op.session, table, 3)  # type: ignore[arg-type]
+        assert len(set(first)) == 3 and first == sorted(first)
+        op.session.execute(insert(table), [{**row, "id": i} for i in first])
+    with runtime.operation(system_actor("test")) as op:
+        after = next_ids(op.session, table, 2)  # type: ignore[arg-type]
+        assert min(after) > max(first)
+        # A row inserted without an id after them gets a new one too.
+        op.session.execute(insert(table), [row])
+        newest = op.session.scalar(select(func.max(table.c.id)))
+    assert newest is not None and newest > max(first)

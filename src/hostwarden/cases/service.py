@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
-from uuid import uuid4
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -39,7 +38,7 @@ from hostwarden.cases.parsers import parse_message
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
 from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
-from hostwarden.core.db import Base, one_of
+from hostwarden.core.db import Base, next_ids, one_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -184,6 +183,7 @@ def _table(model: type[Base]) -> Table:
 
 #: Columns of a report row the intake writes.
 _REPORT_COLUMNS = (
+    "id",
     "sha256",
     "size",
     "channel",
@@ -344,22 +344,19 @@ class _Intake:
                     continue
                 self.seen.add(print_)
                 pending.append(self._event(taken, checked))
-        # The reports in one executemany (the ORM's unit of work costs more than the
-        # statement for rows nothing else changes); the report objects stay detached.
+        # The reports in one executemany, their ids taken first (the ORM's unit of work
+        # costs more than the statement for rows nothing else changes).
+        reports = _table(AbuseReport)
         rows_of_reports = []
-        for taken in batch:
+        ids = next_ids(self.session, reports, len(batch))
+        for taken, report_id in zip(batch, ids, strict=True):
             report = taken.report
+            report.id = taken.result.report_id = report_id
             report.events = taken.result.events
             report.duplicates = taken.result.duplicates
             report.notes = _json(taken.result.notes)
             rows_of_reports.append({c: getattr(report, c) for c in _REPORT_COLUMNS})
-        reports = _table(AbuseReport)
-        ids = self.session.scalars(
-            insert(reports).returning(reports.c.id, sort_by_parameter_order=True),
-            rows_of_reports,
-        ).all()
-        for taken, report_id in zip(batch, ids, strict=True):
-            taken.report.id = taken.result.report_id = report_id
+        self.session.execute(insert(reports), rows_of_reports)
         self.finish()
         if duplicates_of:
             # A plain executemany: the ORM's UPDATE would search the session for the
@@ -754,15 +751,20 @@ class _Intake:
         return case
 
     def _insert_new_cases(self, cases: Table) -> None:
-        """New cases in one executemany, their references (which hold the id) in a second,
-        and one trail entry: of the case when the batch opened one, else one listing every
+        """New cases in one executemany (their ids, which their references hold, taken
+        first), and one trail entry: of the case when the batch opened one, else one listing every
         case opened (a feed's batch may open thousands; each case is a row of its own)."""
         if not self.new_cases:
             return
         locale = self.op.runtime.settings.cases.customer_locale
+        ids = next_ids(self.session, cases, len(self.new_cases))
+        for group, case_id in zip(self.new_cases, ids, strict=True):
+            group.id = case_id
+            group.reference = f"AB-{self.now:%Y%m%d}-{case_id:06d}"
         rows = [
             {
-                "reference": f"p-{uuid4().hex[:24]}",  # replaced once the id is known
+                "id": group.id,
+                "reference": group.reference,
                 "customer_id": group.customer_id,
                 "instance_id": group.instance_id,
                 "category": group.category,
@@ -781,16 +783,7 @@ class _Intake:
             }
             for group in self.new_cases
         ]
-        ids = self.session.scalars(
-            insert(cases).returning(cases.c.id, sort_by_parameter_order=True), rows
-        ).all()
-        for group, case_id in zip(self.new_cases, ids, strict=True):
-            group.id = case_id
-            group.reference = f"AB-{self.now:%Y%m%d}-{case_id:06d}"
-        self.session.execute(
-            update(cases).where(cases.c.id == bindparam("case")).values(reference=bindparam("ref")),
-            [{"case": group.id, "ref": group.reference} for group in self.new_cases],
-        )
+        self.session.execute(insert(cases), rows)
         opened = [
             {
                 "id": group.id,

@@ -12,10 +12,13 @@ from sqlalchemy import (
     DateTime,
     Engine,
     MetaData,
+    Table,
     any_,
     bindparam,
     create_engine,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -72,6 +75,27 @@ def one_of(
         values_type = postgresql.ARRAY(column.type)
         return column == any_(bindparam(None, list(values), type_=values_type))
     return column.in_(values)
+
+
+def next_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` new ids for rows of ``table`` (an integer ``id`` primary key), taken
+    before the rows are inserted, so that what holds an id (a case's reference, the
+    events of a report) is written by the same plain insert instead of RETURNING and a
+    second UPDATE. PostgreSQL: from the column's sequence. SQLite: after the largest id,
+    as SQLite itself numbers rows; a writing session holds the write lock from its first
+    statement (BEGIN IMMEDIATE), so no other writer can take the same ids."""
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return sorted(int(value) for (value,) in rows)
+    last = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(last + 1, last + 1 + count))
 
 
 #: Execution option marking connections of sessions that only read.
