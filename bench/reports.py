@@ -346,7 +346,10 @@ class Template:
                 buffer = io.BytesIO()
                 with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
                     for name, member in chunk.members:
-                        archive.writestr(fill(name, values), fill(member, values))
+                        # A fixed date: the same seed gives the same corpus, byte for byte.
+                        entry = zipfile.ZipInfo(fill(name, values), date_time=(2026, 5, 1, 0, 0, 0))
+                        entry.compress_type = zipfile.ZIP_DEFLATED
+                        archive.writestr(entry, fill(member, values))
                 out.append(_base64(buffer.getvalue(), chunk.trailing_newline))
             else:
                 lines = []
