@@ -183,3 +183,39 @@ def test_excerpts_are_trimmed_to_the_limit() -> None:
 
     assert len(trimmed) <= EXCERPT_CHARS
     assert trimmed.endswith("…")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Phishing site at HTTP://Example.COM/Login",
+        "phishing site at http://example.com/login and PHISHING again",
+        "ſpam with a long s, and Spam",  # not ASCII: searched with IGNORECASE itself
+        "nothing here",
+        "",
+    ],
+)
+def test_a_caseless_pattern_finds_what_ignorecase_finds_with_the_text_as_written(
+    text: str,
+) -> None:
+    import re
+
+    from hostwarden.cases.parsers.common import CaselessPattern
+
+    pattern = r"(phishing|spam)\W+(\S+)?"
+    fast = CaselessPattern(pattern)
+    slow = re.compile(pattern, re.IGNORECASE)
+    want = slow.search(text)
+    got = fast.search(text)
+    assert (got and (got.span(), got.groups())) == (want and (want.span(), want.groups()))
+    assert [(m.span(), m.groups()) for m in fast.finditer(text)] == [
+        (m.span(), m.groups()) for m in slow.finditer(text)
+    ]
+
+
+def test_a_caseless_pattern_must_be_written_in_lower_case() -> None:
+    from hostwarden.cases.parsers.common import CaselessPattern
+
+    with pytest.raises(ValueError, match="lower case"):
+        CaselessPattern(r"Spam\S+")
+    CaselessPattern(r"spam\S+\W")  # escapes are not letters

@@ -241,3 +241,34 @@ def test_xarf4_mail_with_an_invalid_document_gives_a_note_and_the_generic_fallba
     assert report.parser == "generic"
     assert any("XARF Report.Date is missing" in note for note in report.notes)
     assert [e.ip for e in report.events] == ["192.0.2.7"]
+
+
+@pytest.mark.parametrize(
+    ("document", "read_here"),
+    [
+        (
+            "Reported-From: abuse@example.org\nCategory: abuse\nReport-Type: login-attack\n"
+            "Source: 198.51.100.7\nPort: 22\nDate: 2026-05-01T10:00:00+08:00\n"
+            "Attachment: text/plain\nSchema-URL: http://www.x-arf.org/schema/abuse_login-attack_0.1.2.json\n",
+            True,
+        ),
+        ("---\nSource: 198.51.100.7\nService: ssh\nVerified: true\nEmpty:\n", True),
+        ("Ratio: 0.5\nCount: 0x1F\nOctal: 0o17\nName: null\nDay: 2026-05-01\n", True),
+        ("Source: '198.51.100.7'\n", False),  # quoted: PyYAML reads it
+        ("Source: 198.51.100.7 # a comment\n", False),
+        ("Nested:\n  Inner: 1\n", False),
+        ("List: [1, 2]\n", False),
+        ("Tagged: !!str 22\n", False),
+        ("Date: 2026-02-30\n", False),  # not a date: PyYAML says so its own way
+        ("Key: value: with a colon\n", False),
+    ],
+)
+def test_plain_x_arf_lines_are_read_as_pyyaml_reads_them(document: str, read_here: bool) -> None:
+    import yaml
+
+    from hostwarden.cases.parsers.xarf import _flat_yaml
+
+    flat = _flat_yaml(document)
+    assert (flat is not None) == read_here
+    if flat is not None:
+        assert flat == yaml.load(document, Loader=yaml.SafeLoader)

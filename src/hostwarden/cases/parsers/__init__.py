@@ -16,6 +16,8 @@ from hostwarden.errors import ConfigError
 
 ENTRY_POINT_GROUP = "hostwarden.report_parsers"
 GENERIC = "generic"
+#: The highest score a built-in parser gives: the report is certainly its format.
+CERTAIN = 1.0
 
 
 def load_parsers() -> list[ReportParser]:
@@ -53,12 +55,24 @@ def choose(message: ReportMessage) -> ReportParser:
     """The parser most sure the report is its format (the first of equals)."""
     best: ReportParser | None = None
     best_score = 0.0
-    for parser in _loaded():
+    parsers = _loaded()
+    for index, parser in enumerate(parsers):
         score = parser.score(message)
         if best is None or score > best_score:
             best, best_score = parser, score
+            # No built-in parser scores above "certainly mine", so once a parser is
+            # certain and only built-in parsers follow it, none of them can win.
+            if score >= CERTAIN and all(_built_in(p) for p in parsers[index + 1 :]):
+                break
     assert best is not None  # _loaded() guarantees at least the generic parser
     return best
+
+
+def _built_in(parser: ReportParser) -> bool:
+    return type(parser).__module__.startswith(_BUILT_IN_MODULES)
+
+
+_BUILT_IN_MODULES = f"{__name__}."
 
 
 def parse_message(message: ReportMessage) -> ParsedReport:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hostwarden.cases.parsers.base import MessagePart, ParsedReport, ReportMessage
 from hostwarden.cases.parsers.common import (
+    CaselessPattern,
     Moment,
     header_fields,
     header_section,
@@ -35,7 +36,7 @@ _FEEDBACK_TYPES = {
     "dkim": "other",
 }
 _FEEDBACK_LINE = re.compile(r"^Feedback-Type:[ \t]*\S", re.M | re.I)
-_PHISHING = re.compile(r"phish", re.I)
+_PHISHING = CaselessPattern("phish")
 #: Senders of feedback-loop reports that predate or bend RFC 5965.
 _LEGACY_SENDERS = (
     "hotmail.com",
@@ -47,8 +48,8 @@ _LEGACY_SENDERS = (
     "yahoo-inc.com",
     "comcast.net",
 )
-_LEGACY_SUBJECT = re.compile(r"complaint about message|abuse report|\bfbl\b|feedback loop", re.I)
-_LEGACY_TEXT = re.compile(r"(?:e-?mail|spam) (?:abuse )?(?:report|complaint)", re.I)
+_LEGACY_SUBJECT = CaselessPattern(r"complaint about message|abuse report|\bfbl\b|feedback loop")
+_LEGACY_TEXT = CaselessPattern(r"(?:e-?mail|spam) (?:abuse )?(?:report|complaint)")
 _ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers")
 _ORIGINAL_FIELDS = ("subject", "from", "date", "message-id")
 
@@ -60,9 +61,10 @@ class ArfParser:
         content_type = message.content_type.lower()
         if "multipart/report" in content_type and "feedback-report" in content_type:
             return 1.0
-        if any(p.content_type == "message/feedback-report" for p in message.parts):
+        part_types = {p.content_type for p in message.parts}
+        if "message/feedback-report" in part_types:
             return 0.95
-        if not any(p.content_type in _ORIGINAL_TYPES for p in message.parts):
+        if part_types.isdisjoint(_ORIGINAL_TYPES):
             return 0.0
         if _feedback_part(message) is not None:
             return 0.9
@@ -80,13 +82,15 @@ class ArfParser:
         feedback = _feedback_part(message)
         feedback_text = feedback.content if feedback and isinstance(feedback.content, str) else ""
         fields = header_fields(feedback_text)
+        # Each field's first value, read once: most fields are looked at more than once.
+        first = {name: values[0].strip() for name, values in fields.items()}
         original = next((p.content for p in message.parts if p.content_type in _ORIGINAL_TYPES), "")
         original_text = original if isinstance(original, str) else ""
         original_headers = header_fields(header_section(original_text))
         human = _human_text(message, feedback)
 
         def field(name: str) -> str:
-            return (fields.get(name) or [""])[0].strip()
+            return first.get(name, "")
 
         evidence = [feedback_text.strip() or human.strip()[:600]]
         ip, source = self._source(field("source-ip"), original_headers, notes, evidence)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import codecs
 import ipaddress
 import re
-import string
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -82,6 +82,44 @@ def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | No
     )
 
 
+# --- patterns -----------------------------------------------------------------------------
+
+
+class CaselessPattern:
+    """A regular expression that ignores case, written in lower case, fast on ASCII text.
+
+    Python's ``re`` cannot skip ahead to where a pattern compiled with IGNORECASE may
+    start, so it tries every alternative at every position of the text. On ASCII text
+    (nearly every report) the same pattern without IGNORECASE finds the same matches in
+    the lower-cased text, skipping ahead; the match found is then made again with
+    IGNORECASE at its position, so that its groups hold the text as written. Other text
+    is searched with IGNORECASE, because Unicode case rules (``ſ`` matches ``s``) are
+    not what ``str.lower`` does.
+    """
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        literal = re.sub(r"\\.", "", pattern)  # escapes such as \S and \W are not letters
+        if literal != literal.lower():
+            raise ValueError(f"write a caseless pattern in lower case: {pattern!r}")
+        self.lower = re.compile(pattern, flags)
+        self.caseless = re.compile(pattern, flags | re.IGNORECASE)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if not text.isascii():
+            return self.caseless.search(text)
+        found = self.lower.search(text.lower())
+        return None if found is None else self.caseless.match(text, found.start())
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        if not text.isascii():
+            yield from self.caseless.finditer(text)
+            return
+        for found in self.lower.finditer(text.lower()):
+            match = self.caseless.match(text, found.start())
+            if match is not None:  # always: the same pattern at the same place
+                yield match
+
+
 # --- times -------------------------------------------------------------------------------
 
 
@@ -135,12 +173,11 @@ _CHINA_OFFSET = 480
 _BEIJING = "北京时间"
 ASSUMED_CHINA_ZONE = "+08:00 (assumed)"
 
-# The patterns below run on the text with ASCII letters lower-cased (same length, so
-# positions carry over) and without re.IGNORECASE: every pattern then starts with a digit
-# or a lower-case literal, which lets the regex engine skip ahead to where a timestamp
-# can start instead of trying every position; a digit just before a match is checked in
-# ``find_times`` for the same reason.
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# The patterns below run on the text with ASCII letters lower-cased (``_ascii_lower``:
+# same length, so positions carry over) and without re.IGNORECASE: every pattern then
+# starts with a digit or a lower-case literal, which lets the regex engine skip ahead to
+# where a timestamp can start instead of trying every position; a digit just before a
+# match is checked in ``find_times`` for the same reason.
 _ZONE_NAMES = "|".join(
     sorted((n.lower() for n in _ZONE_OFFSETS if n != "Z"), key=len, reverse=True)
 )
@@ -204,14 +241,33 @@ _MONTHS = {
         ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
     )
 }
+#: Three letters, a comma and a space: a timestamp pattern starts with a digit, a month
+#: name or a weekday followed by a space, so none can start inside these five characters.
+_WEEKDAY_COMMA = re.compile(r"[a-z]{3}, ")
+#: Any month name: all timestamp patterns but the ISO and Chinese ones need one.
+_MONTH_WORD = re.compile("jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
+#: What the web-log and the "1 May 2026" patterns hold, found by scans that start at a
+#: "/" or a month name, not at every digit as those patterns do.
+_SLASH_MONTH = re.compile("/(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)")
+_MONTH_YEAR = re.compile(rf"{_MONTH}\.?,?[\s-]+{_YEAR}")
 _ZONE_NUMBER = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?$")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` with ASCII letters lower-cased and nothing else changed."""
+    if text.isascii():
+        return text.lower()
+    # bytes.lower changes ASCII letters only, and UTF-8 encodes every other character in
+    # bytes above 127: several times faster than str.translate, to the same text.
+    return text.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 def has_chinese(text: str) -> bool:
     return _CJK.search(text) is not None
 
 
+@lru_cache(maxsize=256)
 def _offset_minutes(zone: str, chinese: bool) -> int | None:
     name = zone.upper()
     if name in _ZONE_OFFSETS:
@@ -223,6 +279,18 @@ def _offset_minutes(zone: str, chinese: bool) -> int | None:
     return -minutes if number.group(1) == "-" else minutes
 
 
+def _zone_for(offset: int) -> timezone:
+    """The fixed zone ``offset`` minutes east of UTC; ValueError beyond a day either way."""
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = _ZONES[offset] = timezone(timedelta(minutes=offset))
+    return zone
+
+
+#: Fixed zones by offset, made once each (a report names a handful of offsets).
+_ZONES: dict[int, timezone] = {}
+
+
 def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     fields = match.groupdict()
     try:
@@ -232,14 +300,17 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
         hour = int(fields["h"] or 0)
         minute = int(fields.get("mi") or 0)
         second = min(int(fields.get("s") or fields.get("s2") or 0), 59)
-        micro = int((fields.get("frac") or "0")[:6].ljust(6, "0"))
+        frac = fields.get("frac")
+        micro = int(frac[:6].ljust(6, "0")) if frac else 0
     except (KeyError, ValueError):
         return None
-    ampm = (fields.get("ampm") or "").replace(".", "")
-    if ampm == "pm" and hour < 12:
-        hour += 12
-    elif ampm == "am" and hour == 12:
-        hour = 0
+    ampm = fields.get("ampm")
+    if ampm:
+        ampm = ampm.replace(".", "")
+        if ampm == "pm" and hour < 12:
+            hour += 12
+        elif ampm == "am" and hour == 12:
+            hour = 0
     cnampm = fields.get("cnampm")
     if (cnampm in ("下午", "晚上") and hour < 12) or (cnampm == "中午" and hour < 11):
         hour += 12
@@ -247,8 +318,9 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     zone = text[match.start("zone") : match.end("zone")] if fields.get("zone") else ""
     if zone:
         offset = _offset_minutes(zone, chinese)
-    elif _BEIJING_AFTER.match(text, match.end()) or _BEIJING_BEFORE.search(
-        text, max(0, match.start() - 8), match.start()
+    elif _BEIJING in text and (
+        _BEIJING_AFTER.match(text, match.end())
+        or _BEIJING_BEFORE.search(text, max(0, match.start() - 8), match.start())
     ):
         zone, offset = _BEIJING, _CHINA_OFFSET
     elif chinese or match.re is _CHINESE_PATTERN:
@@ -260,19 +332,29 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     if offset is None:
         return None
     try:
-        local = datetime(
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micro,
-            tzinfo=timezone(timedelta(minutes=offset)),
-        )
+        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=_zone_for(offset))
     except ValueError:
         return None
     return Moment(local.astimezone(UTC), zone)
+
+
+def _candidate_patterns(text: str, lowered: str) -> list[re.Pattern[str]]:
+    """The timestamp patterns that can match ``text`` at all, in order: each needs
+    literals (":" of the time, a month name, "年" …) whose absence a substring test or
+    one quick scan shows far more cheaply than running the pattern."""
+    patterns = []
+    if ":" in text:
+        if "-" in text or "/" in text:
+            patterns.append(_TIME_PATTERNS[0])
+        if _MONTH_WORD.search(lowered) is not None:
+            if _SLASH_MONTH.search(lowered) is not None:
+                patterns.append(_TIME_PATTERNS[1])
+            if _MONTH_YEAR.search(lowered) is not None:
+                patterns.append(_TIME_PATTERNS[2])
+            patterns += _TIME_PATTERNS[3:5]
+    if "年" in text:
+        patterns.append(_CHINESE_PATTERN)
+    return patterns
 
 
 def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Moment]]:
@@ -284,15 +366,15 @@ def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Mom
     """
     if chinese is None:
         chinese = has_chinese(text)
-    lowered = text.translate(_ASCII_LOWER)
+    lowered = _ascii_lower(text)
     spans: list[tuple[int, int, re.Match[str]]] = []
-    for pattern in _TIME_PATTERNS:
-        if pattern is _CHINESE_PATTERN and "年" not in text:
-            continue
+    for pattern in _candidate_patterns(text, lowered):
         for m in pattern.finditer(lowered):
             # A timestamp cannot start inside a longer number ("12026-05-01").
             if m.start() == 0 or not lowered[m.start() - 1].isdigit():
                 spans.append((m.start(), -m.end(), m))
+    if not spans:
+        return []
     spans.sort(key=lambda span: (span[0], span[1]))
     found: list[tuple[int, Moment]] = []
     reached = -1
@@ -308,6 +390,22 @@ def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Mom
 
 def parse_time(value: str, *, chinese: bool | None = None) -> Moment | None:
     """The first timestamp in ``value`` (a header or field), or None."""
+    if chinese is None:
+        chinese = has_chinese(value)
+    # Most fields start with their timestamp. Timestamps found where the first one can
+    # start come first in ``find_times`` (longest first, then pattern order), so when one
+    # of them reads as a time it is the answer and the rest of the value need not be
+    # scanned.
+    lowered = _ascii_lower(value)
+    # No pattern can start inside the "Sun, " of an RFC 5322 date: the first is after it.
+    first = 5 if _WEEKDAY_COMMA.match(lowered) else 0
+    at_start = [m for p in _candidate_patterns(value, lowered) if (m := p.match(lowered, first))]
+    if len(at_start) > 1:
+        at_start.sort(key=lambda m: -m.end())
+    for match in at_start:
+        moment = _moment(match, value, chinese)
+        if moment is not None:
+            return moment
     times = find_times(value, chinese=chinese)
     return times[0][1] if times else None
 
@@ -343,6 +441,12 @@ _IPV6_RE = re.compile(
     r"(?P<ip>[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3})"
     r"(?(bracket)\](?::(?P<port>\d{1,5})(?!\d))?)"
 )
+#: An IPv4 address exactly as ``ipaddress`` accepts it (ASCII digits, octets 0-255, no
+#: leading zeros), which is then also its canonical text: checking the text against this
+#: is several times cheaper than building an ``IPv4Address`` and printing it back.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4_CANONICAL = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _NOT_BEFORE_IPV4 = frozenset("0123456789.")
 _PORT_AFTER = re.compile(r"\s*,?\s*(?:port|端口)\s*[:：#]?\s*(\d{1,5})(?!\d)", re.I)
 _HEX = re.compile(r"[0-9A-Fa-f]")
@@ -381,6 +485,10 @@ def normalise_ip(value: str) -> str | None:
     text = value.strip().strip("[]")
     if text.count(":") == 1 and "." in text:
         text = text.split(":", 1)[0]
+    if _IPV4_CANONICAL.fullmatch(text):
+        return text
+    if ":" not in text:
+        return None  # neither IPv4 (checked above) nor IPv6, which has two colons at least
     try:
         return _canonical(ipaddress.ip_address(text))
     except ValueError:
@@ -395,9 +503,27 @@ def _canonical(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return str(address)
 
 
+#: INTERNAL_NETWORKS as first and last address numbers, by IP version: comparing numbers
+#: is much cheaper than ``address in network``, which builds objects on every test.
+_INTERNAL_RANGES = {
+    version: tuple(
+        (int(n.network_address), int(n.broadcast_address))
+        for n in INTERNAL_NETWORKS
+        if n.version == version
+    )
+    for version in (4, 6)
+}
+
+
+@lru_cache(maxsize=4096)
 def is_internal(ip: str) -> bool:
-    address = ipaddress.ip_address(ip)
-    return any(address.version == n.version and address in n for n in INTERNAL_NETWORKS)
+    # Cached: a mail system's own relays appear in report after report.
+    if _IPV4_CANONICAL.fullmatch(ip):
+        version, number = 4, int.from_bytes(bytes(int(octet) for octet in ip.split(".")))
+    else:
+        address = ipaddress.ip_address(ip)
+        version, number = address.version, int(address)
+    return any(first <= number <= last for first, last in _INTERNAL_RANGES[version])
 
 
 def port_number(value: object) -> int | None:
@@ -421,16 +547,18 @@ def find_ips(text: str) -> list[IpMention]:
         start = match.start()
         if start and text[start - 1] in _NOT_BEFORE_IPV4:
             continue
-        try:
-            v4 = ipaddress.IPv4Address(match.group("ip"))
-        except ValueError:
+        written = match.group("ip")
+        if _IPV4_CANONICAL.fullmatch(written) is None:
             continue
-        found.append(_mention(text, match, str(v4)))
+        found.append(_mention(text, match, written))
     if text.count(":") >= 2:
-        for match in _IPV6_RE.finditer(text):
+        for match in _ipv6_matches(text):
             candidate = match.group("ip").rstrip(":.")
-            if candidate.count(":") < 2 or not _HEX.search(candidate):
+            colons = candidate.count(":")
+            if colons < 2 or not _HEX.search(candidate):
                 continue
+            if "::" not in candidate and colons + ("." in candidate.rpartition(":")[2]) != 7:
+                continue  # without "::" it takes 8 groups (an IPv4 tail is 2), as ipaddress says
             try:
                 v6 = ipaddress.IPv6Address(candidate)
             except ValueError:
@@ -448,6 +576,24 @@ def find_ips(text: str) -> list[IpMention]:
     return kept
 
 
+def _ipv6_matches(text: str) -> Iterator[re.Match[str]]:
+    """What ``_IPV6_RE.finditer(text)`` finds, without trying the pattern at every
+    position: a match holds two colons at most four hex digits apart (``_IPV6_HINT``),
+    the first of them at most five characters (a bracket and four hex digits) after the
+    match starts, so only the few positions before such a pair need trying."""
+    pos = 0
+    while (hint := _IPV6_HINT.search(text, pos)) is not None:
+        colon = hint.start()
+        for start in range(max(pos, colon - 5), colon + 1):
+            match = _IPV6_RE.match(text, start)
+            if match is not None:
+                yield match
+                pos = match.end()
+                break
+        else:
+            pos = colon + 1
+
+
 def _mention(text: str, match: re.Match[str], ip: str) -> IpMention:
     port = port_number(match.group("port")) if match.group("port") else None
     end = match.end()
@@ -461,9 +607,11 @@ def _mention(text: str, match: re.Match[str], ip: str) -> IpMention:
 
 # --- URLs and domains --------------------------------------------------------------------
 
-_URL_RE = re.compile(
-    r"(?<![A-Za-z])(?:https?|hxxps?|ftp)://[^\s<>\"'`{}|\\^\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+",
-    re.I,
+# Not after a letter; the test follows the first letter of the scheme so that the pattern
+# starts with a literal (see ``_word_pattern``).
+_URL_RE = CaselessPattern(
+    r"(?:h(?<![a-z]h)(?:ttps?|xxps?)|f(?<![a-z]f)tp)"
+    r"://[^\s<>\"'`{}|\\^\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+"
 )
 _URL_TAIL = ".,;:!?)]}'\"*"
 _DOMAIN_RE = re.compile(
@@ -541,7 +689,8 @@ def address_domain(address: str) -> str:
 
 # --- header blocks -----------------------------------------------------------------------
 
-_FIELD_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*(.*?)\s*$")
+#: The name of a ``Name: value`` line; the value is the rest, without trailing space.
+_FIELD_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*")
 
 
 def header_fields(block: str) -> dict[str, list[str]]:
@@ -554,12 +703,12 @@ def header_fields(block: str) -> dict[str, list[str]]:
             if last is not None and line.strip():
                 last[-1] = f"{last[-1]} {line.strip()}".strip()
             continue
-        match = _FIELD_LINE.match(line)
+        match = _FIELD_NAME.match(line)
         if match is None:
             last = None
             continue
         last = fields.setdefault(match.group(1).lower(), [])
-        last.append(match.group(2))
+        last.append(line[match.end() :].rstrip())
     return fields
 
 
@@ -601,6 +750,14 @@ def received_sender_ip(received: Iterable[str]) -> tuple[str, str] | None:
 
 
 # --- evidence and categories -------------------------------------------------------------
+
+
+def text_head(message: ReportMessage, limit: int) -> str:
+    """``message.text()[:limit]`` without copying all of every text part of a large
+    report (``score`` looks at the start of every report, most of which are not its
+    format)."""
+    pieces = [p.content[:limit] for p in message.parts if isinstance(p.content, str)]
+    return "\n\n".join(pieces)[:limit]
 
 
 def excerpt(text: str) -> str:
@@ -674,56 +831,85 @@ _CATEGORY_WORDS = (
 )
 
 
-def _keyword_table() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
-    table = []
-    for category, spec in _CATEGORY_WORDS:
-        # Words are separated by spaces; |…| holds a phrase with spaces in it.
-        words = [w.strip("|") for w in re.findall(r"\|[^|]+\||\S+", spec)]
-        stems = tuple(w.strip("=") for w in words)
-        pattern = "|".join(
-            ("\\b" if w.startswith("=") else "")
-            + re.escape(w.strip("="))
-            + ("\\b" if w.endswith("=") else "")
-            for w in words
-        )
-        table.append((category, stems, re.compile(pattern)))
-    return tuple(table)
+_WORD_CHAR = re.compile(r"\w")
 
 
-#: (category, plain words, pattern). The pattern runs on lower-cased text and only when
-#: one of the plain words occurs in it: a substring test is far cheaper than a regex scan.
-_CATEGORY_KEYWORDS = _keyword_table()
+def _word_pattern(word: str) -> str:
+    """One keyword as a pattern; "=" asks for a word boundary at that end.
+
+    A boundary before a word that starts with a letter is checked just after that letter
+    (``v(?<!\\wv)irus`` for ``\\bvirus``: the same test), so that every alternative of a
+    pattern starts with a literal, which lets the regex engine pass quickly over text
+    that cannot start a keyword instead of trying every alternative at every position.
+    """
+    stem = word.strip("=")
+    if word.startswith("=") and _WORD_CHAR.fullmatch(stem[0]):
+        first = re.escape(stem[0])
+        core = rf"{first}(?<!\w{first}){re.escape(stem[1:])}"
+    else:
+        core = ("\\b" if word.startswith("=") else "") + re.escape(stem)
+    return core + ("\\b" if word.endswith("=") else "")
 
 
-def _category_matches(text: str) -> Iterator[tuple[str, re.Match[str]]]:
-    lowered = text.lower()
-    for category, stems, pattern in _CATEGORY_KEYWORDS:
-        if any(stem in lowered for stem in stems):
-            match = pattern.search(lowered)
-            if match is not None:
-                yield category, match
+def _keyword_words() -> tuple[tuple[str, list[str]], ...]:
+    # Words are separated by spaces; |…| holds a phrase with spaces in it.
+    return tuple(
+        (category, [w.strip("|") for w in re.findall(r"\|[^|]+\||\S+", spec)])
+        for category, spec in _CATEGORY_WORDS
+    )
+
+
+def _keyword_categories() -> dict[str, str]:
+    categories: dict[str, str] = {}
+    for category, words in _keyword_words():
+        for word in words:
+            # A word must name one category, for ``first_category`` to tell which it is.
+            if categories.setdefault(word.strip("="), category) != category:
+                raise ValueError(f"the keyword {word!r} names two categories")
+    return categories
+
+
+#: (category, pattern), in the order categories are tried. The patterns run on
+#: lower-cased text.
+_CATEGORY_KEYWORDS = tuple(
+    (category, re.compile("|".join(_word_pattern(w) for w in words)))
+    for category, words in _keyword_words()
+)
+#: Every category's keywords in one pattern, in the same order, and the category of each
+#: keyword (which is what this pattern matches: boundaries take no characters).
+_ANY_KEYWORD = re.compile("|".join(pattern.pattern for _, pattern in _CATEGORY_KEYWORDS))
+_KEYWORD_CATEGORY = _keyword_categories()
 
 
 def category_from_text(text: str) -> str | None:
     """The abuse category the words in ``text`` name (English or Chinese), or None."""
-    return next((category for category, _ in _category_matches(text)), None)
+    lowered = text.lower()
+    if _ANY_KEYWORD.search(lowered) is None:
+        return None
+    return next(
+        (category for category, pattern in _CATEGORY_KEYWORDS if pattern.search(lowered)), None
+    )
 
 
 def first_category(text: str) -> str | None:
     """The category named first in ``text`` (free text states its complaint before the
     details), ties settled like ``category_from_text``; None when none is named."""
-    found = [
-        (match.start(), order, category)
-        for order, (category, match) in enumerate(_category_matches(text))
-    ]
-    return min(found)[2] if found else None
+    # The search finds the first position where any keyword starts and there, trying
+    # the keywords in table order, the keyword of the earliest category.
+    first = _ANY_KEYWORD.search(text.lower())
+    return None if first is None else _KEYWORD_CATEGORY[first.group()]
 
 
 def category_from_vocabulary(term: str, vocabulary: Mapping[str, str]) -> str | None:
     """A feed's own term (``Login-Attack``, ``botnet_drone``) mapped through ``vocabulary``
     (keys lower-case, ``-`` and ``_`` and spaces removed), or None when it has no entry."""
-    key = re.sub(r"[-_\s]", "", term.lower())
-    return vocabulary.get(key)
+    return vocabulary.get(_VOCABULARY_IGNORED.sub("", term.lower()))
+
+
+_VOCABULARY_IGNORED = re.compile(r"[-_\s]")
+
+
+_CATEGORY_SET = frozenset(CATEGORIES)
 
 
 def new_event(
@@ -740,7 +926,7 @@ def new_event(
 ) -> ReportEvent:
     """A ReportEvent with the excerpt trimmed and an unknown category filed as ``other``."""
     return ReportEvent(
-        category=category if category in CATEGORIES else "other",
+        category=category if category in _CATEGORY_SET else "other",
         ip=ip,
         port=port,
         domain=domain,

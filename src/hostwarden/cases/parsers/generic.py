@@ -69,9 +69,15 @@ class GenericParser:
                 fallback.append(report_time(message, notes))
             return fallback[0]
 
+        paragraph_categories: dict[tuple[int, int], str] = {}
+
         def category_at(position: int) -> str:
-            start, end = _span(text, position, "\n\n")
-            return first_category(text[start:end]) or report_category
+            # A paragraph's keywords set its events' category, so read each paragraph once.
+            paragraph = _span(text, position, "\n\n")
+            if paragraph not in paragraph_categories:
+                start, end = paragraph
+                paragraph_categories[paragraph] = first_category(text[start:end]) or report_category
+            return paragraph_categories[paragraph]
 
         events: list[ReportEvent] = []
         seen: set[tuple[str | None, str | None, str | None]] = set()

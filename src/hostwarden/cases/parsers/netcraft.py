@@ -12,6 +12,7 @@ from typing import Any
 
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
+    CaselessPattern,
     IpMention,
     Moment,
     category_from_text,
@@ -22,6 +23,7 @@ from hostwarden.cases.parsers.common import (
     new_event,
     parse_time,
     report_time,
+    text_head,
     url_host,
 )
 
@@ -37,10 +39,10 @@ _DATE_LINE = re.compile(
 #: Netcraft names a few attack kinds our keyword table does not know.
 _EXTRA_KINDS = (
     (
-        re.compile(r"fake shop|investment scam|advance[- ]fee|crypto(?:currency)? scam", re.I),
+        CaselessPattern(r"fake shop|investment scam|advance[- ]fee|crypto(?:currency)? scam"),
         "fraud",
     ),
-    (re.compile(r"skimm|web ?shell|malicious (?:javascript|script|download)", re.I), "malware"),
+    (CaselessPattern(r"skimm|web ?shell|malicious (?:javascript|script|download)"), "malware"),
 )
 
 
@@ -53,7 +55,7 @@ class NetcraftParser:
             return 0.95
         if "netcraft" in message.reporter:
             return 0.9
-        head = message.text()[:3000].lower()
+        head = text_head(message, 3000).lower()
         return 0.5 if "netcraft" in head and "incident" in head else 0.0
 
     def parse(self, message: ReportMessage) -> ParsedReport:

@@ -12,6 +12,7 @@ import re
 
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
+    CaselessPattern,
     Moment,
     category_from_text,
     find_ips,
@@ -19,6 +20,7 @@ from hostwarden.cases.parsers.common import (
     find_urls,
     new_event,
     report_time,
+    text_head,
     url_host,
 )
 
@@ -27,9 +29,9 @@ _HEADING = re.compile(
     r"^\s*(?P<threat>[A-Za-z][A-Za-z ()/,-]{2,60}?)(?:\s+(?:URLs?|sites?|pages?))?\s*:\s*$"
 )
 _THREATS = (
-    (re.compile(r"phish|social engineering|deceptive", re.I), "phishing"),
-    (re.compile(r"malware|harmful|malicious", re.I), "malware"),
-    (re.compile(r"unwanted software", re.I), "malware"),
+    (CaselessPattern("phish|social engineering|deceptive"), "phishing"),
+    (CaselessPattern("malware|harmful|malicious"), "malware"),
+    (CaselessPattern("unwanted software"), "malware"),
 )
 _IGNORED_HOSTS = ("google.com", "googleusercontent.com", "transparencyreport.google.com")
 
@@ -43,7 +45,7 @@ class SafeBrowsingParser:
         subject = message.headers.get("subject", "").lower()
         if "safe browsing" in subject:
             return 0.9
-        if "safe browsing" not in message.text()[:1000].lower():
+        if "safe browsing" not in text_head(message, 1000).lower():
             return 0.0
         # Google also sends these from a plain noreply address.
         return 0.9 if message.reporter.endswith("@google.com") else 0.6
@@ -58,17 +60,19 @@ class SafeBrowsingParser:
             stripped = line.strip()
             if not stripped:
                 continue
-            heading = _HEADING.match(stripped)
+            # A heading ends with its colon (the line is stripped): only such lines can be one.
+            heading = _HEADING.match(stripped) if stripped.endswith(":") else None
             if heading is not None:
                 threat = _threat(heading.group("threat"))
                 continue
+            if threat is None:
+                continue  # not in a list
             urls = find_urls(stripped)
-            if threat is None or (not urls and not find_ips(stripped)):
+            line_ips = find_ips(stripped)
+            if not urls and not line_ips:
                 threat = None  # prose ends a list; a link in it is not a flagged URL
                 continue
-            ips = [
-                m for m in find_ips(stripped) if not any(u.start <= m.start < u.end for u in urls)
-            ]
+            ips = [m for m in line_ips if not any(u.start <= m.start < u.end for u in urls)]
             times = find_times(stripped, chinese=False)
             if times:
                 when = times[0][1]

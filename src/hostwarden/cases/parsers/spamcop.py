@@ -13,6 +13,7 @@ from typing import Any
 
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
+    CaselessPattern,
     Moment,
     line_excerpt,
     new_event,
@@ -29,12 +30,11 @@ _RESOLVED = re.compile(
     r"^[ \t]*(?P<url>\S+://\S+) is (?P<ip>[0-9A-Fa-f:.]+)\s*;\s*(?P<date>.+?)\s*$", re.M
 )
 _OFFENDING = "[ Offending message ]"
-_BANNER = re.compile(r"SpamCop v\d", re.I)
+_BANNER = CaselessPattern(r"spamcop v\d")
 #: Words in the spam that make a spamvertised site a phishing site rather than an advert.
-_PHISHING = re.compile(
+_PHISHING = CaselessPattern(
     r"phish|verify your (?:account|identity|mailbox)|account (?:will be )?(?:suspended|locked|"
-    r"closed)|confirm your (?:password|account|login)|unusual sign-?in",
-    re.I,
+    r"closed)|confirm your (?:password|account|login)|unusual sign-?in"
 )
 
 

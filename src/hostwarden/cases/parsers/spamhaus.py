@@ -14,6 +14,7 @@ from typing import Any
 
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
+    CaselessPattern,
     Moment,
     find_ips,
     find_times,
@@ -22,6 +23,7 @@ from hostwarden.cases.parsers.common import (
     new_event,
     parse_time,
     report_time,
+    text_head,
 )
 
 _LISTING = re.compile(r"\b(?P<list>SBL|XBL|CSS|EDROP|DROP|PBL)(?P<number>\d{2,})?\b")
@@ -34,11 +36,11 @@ _DATE_LINE = re.compile(
 )
 #: Reason words to categories, in order: a "spam-sending botnet controller" is malware.
 _REASONS = (
-    (re.compile(r"c&c|c2\b|controller|command and control|botnet|bot\b", re.I), "malware"),
-    (re.compile(r"phish", re.I), "phishing"),
-    (re.compile(r"malware|trojan|infected|exploit|ransom", re.I), "malware"),
-    (re.compile(r"snowshoe|spam|bulk|e-?mail", re.I), "spam"),
-    (re.compile(r"fraud|scam", re.I), "fraud"),
+    (CaselessPattern(r"c&c|c2\b|controller|command and control|botnet|bot\b"), "malware"),
+    (CaselessPattern("phish"), "phishing"),
+    (CaselessPattern("malware|trojan|infected|exploit|ransom"), "malware"),
+    (CaselessPattern("snowshoe|spam|bulk|e-?mail"), "spam"),
+    (CaselessPattern("fraud|scam"), "fraud"),
 )
 #: What a listing on each list means when the notice gives no reason.
 _LIST_DEFAULTS = {
@@ -62,8 +64,9 @@ class SpamhausParser:
             return 1.0
         if spamhaus:
             return 0.9
-        head = message.text()[:3000]
-        return 0.6 if listed and "spamhaus" in head.lower() else 0.0
+        if not listed:
+            return 0.0
+        return 0.6 if "spamhaus" in text_head(message, 3000).lower() else 0.0
 
     def parse(self, message: ReportMessage) -> ParsedReport:
         notes: list[str] = []

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -253,7 +254,9 @@ def _xarf02_report_part(message: ReportMessage) -> MessagePart | None:
 def _xarf02_fields(text: str, notes: list[str]) -> dict[str, Any]:
     if len(text.encode("utf-8")) <= MAX_YAML_BYTES:
         try:
-            loaded = yaml.load(text, Loader=_SAFE_YAML_LOADER)  # noqa: S506 (a safe loader)
+            loaded = _flat_yaml(text)
+            if loaded is None:
+                loaded = yaml.load(text, Loader=_SAFE_YAML_LOADER)  # noqa: S506 (a safe loader)
         except yaml.YAMLError as error:
             notes.append(f"the X-ARF report part is not valid YAML ({error}); read it line by line")
         else:
@@ -263,6 +266,89 @@ def _xarf02_fields(text: str, notes: list[str]) -> dict[str, Any]:
     else:
         notes.append(f"the X-ARF report part exceeds {MAX_YAML_BYTES} bytes; read it line by line")
     return {name: values[0] for name, values in header_fields(text).items()}
+
+
+def _flat_yaml(text: str) -> dict[Any, Any] | None:
+    """What ``yaml.load`` with the safe loader makes of ``text`` when it is the plain
+    ``Name: value`` lines X-ARF reports are; None for anything else (quotes, comments,
+    indentation, tabs, flow or block syntax, tags …), which PyYAML then reads itself.
+
+    Values are typed by PyYAML's own resolver and constructors, so ``Port: 22`` is an
+    int and ``Date: 2026-05-01T10:00:00Z`` a datetime exactly as PyYAML gives them; only
+    the parsing is done here, because PyYAML builds a node per scalar in Python, which
+    makes it the larger part of parsing an X-ARF report.
+    """
+    if _YAML_RESOLVER.yaml_path_resolvers:
+        return None  # PyYAML was taught types that depend on where a value is
+    lines = text.split("\n")
+    loaded: dict[Any, Any] = {}
+    for line in lines[1:] if lines[0] == "---" else lines:
+        if line:
+            field = _flat_yaml_field(line)
+            if field is None:
+                return None
+            loaded[field[0]] = field[1]
+    return loaded or None
+
+
+#: ``Name: value`` with an unquoted value that starts with no YAML indicator and holds
+#: no comment; a line that is anything more than this is left to PyYAML.
+_FLAT_YAML_LINE = re.compile(
+    r"([A-Za-z][A-Za-z0-9_-]{0,127}):(?: +([^\s#'\"&*!|>%@`{}\[\],?:-](?:[^#]*[^ #])?))? *"
+)
+_YAML_STR_TAG = "tag:yaml.org,2002:str"
+#: Tags of plain scalars whose constructors build values that never change.
+_YAML_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "timestamp")
+)
+_YAML_RESOLVER = yaml.resolver.Resolver()
+_YAML_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_NOT_PLAIN = object()
+
+
+def _flat_yaml_field(line: str) -> tuple[object, object] | None:
+    """The key and value of a ``Name: value`` line as PyYAML's safe loader types them,
+    or None for a line left to PyYAML."""
+    # A feed's reports repeat most of their lines, so short ones are remembered; a long
+    # one is rare and would hold on to a lot of memory.
+    if len(line) <= _CACHED_LINE_CHARS:
+        return _cached_flat_yaml_field(line)
+    return _read_flat_yaml_field(line)
+
+
+def _read_flat_yaml_field(line: str) -> tuple[object, object] | None:
+    field = _FLAT_YAML_LINE.fullmatch(line)
+    if field is None or not line.isprintable():
+        return None
+    key, value = field.group(1), field.group(2) or ""
+    if ": " in value or value.endswith(":"):
+        return None
+    typed_key = _plain_yaml_scalar(key)
+    typed_value = _plain_yaml_scalar(value)
+    if typed_key is _NOT_PLAIN or typed_value is _NOT_PLAIN:
+        return None
+    return typed_key, typed_value
+
+
+_CACHED_LINE_CHARS = 200
+_cached_flat_yaml_field = lru_cache(maxsize=4096)(_read_flat_yaml_field)
+
+
+def _plain_yaml_scalar(value: str) -> object:
+    """``value`` as an unquoted scalar typed as PyYAML's safe loader types it, or
+    _NOT_PLAIN for a kind left to PyYAML (it raises what it raises for a bad one).
+    What it gives is never changed (str, int, float, bool, None, a date), so may be shared."""
+    resolve = _YAML_RESOLVER.resolve
+    tag = resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    if tag == _YAML_STR_TAG:
+        return value
+    if tag not in _YAML_SCALAR_TAGS:
+        return _NOT_PLAIN
+    construct = _YAML_CONSTRUCTOR.yaml_constructors[tag]
+    try:
+        return construct(_YAML_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+    except Exception:  # e.g. a date that does not exist: PyYAML reports it its own way
+        return _NOT_PLAIN
 
 
 def _xarf02_time(report_text: str, loaded: object) -> Moment | None:
@@ -391,17 +477,20 @@ def _invalid(field: str, problem: str) -> ValidationFailed:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return _CAMEL_HUMP.sub("_", name).lower()
+
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def _json_value(value: object) -> Any:
     """``value`` made JSON-serialisable (YAML gives dates; JSON gives nested values)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value  # the most common case first
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_json_value(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
     return str(value)
