@@ -37,6 +37,40 @@ def _op(runtime: Runtime) -> object:
     return runtime.operation(system_actor("desk-test"))
 
 
+def _playbook(
+    op: object,
+    category: str,
+    *,
+    deadline_hours: int = 24,
+    escalate_after_events: int = 3,
+    escalation_action: str = "none",
+    auto_notify: bool = False,
+) -> None:
+    set_playbook(
+        op,  # type: ignore[arg-type]
+        category,
+        deadline_hours=deadline_hours,
+        escalate_after_events=escalate_after_events,
+        escalation_action=escalation_action,
+        authority_decision=False,
+        auto_notify=auto_notify,
+        reason="test",
+    )
+
+
+def _case_actions(runtime: Runtime, case_id: int) -> list[str]:
+    """The trail's actions on a case, in order."""
+    with runtime.reading() as session:
+        return [
+            e.action
+            for e in session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.object_type == "abuse_case", AuditEntry.object_id == str(case_id))
+                .order_by(AuditEntry.seq)
+            )
+        ]
+
+
 def test_an_event_is_attributed_to_whoever_held_the_address_at_its_own_time(
     runtime: Runtime, scene: object
 ) -> None:
@@ -90,16 +124,7 @@ def test_a_resolved_case_reopens_when_new_events_arrive(runtime: Runtime, scene:
     assert later.cases_updated == [reference]
     case = _case(runtime, reference)
     assert case.state == "new" and case.closed_at is None
-    with runtime.reading() as session:
-        actions = [
-            e.action
-            for e in session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.object_type == "abuse_case", AuditEntry.object_id == str(case.id))
-                .order_by(AuditEntry.seq)
-            )
-        ]
-    assert actions == ["case.opened", "case.resolved", "case.reopened"]
+    assert _case_actions(runtime, case.id) == ["case.opened", "case.resolved", "case.reopened"]
 
 
 def test_a_terminated_case_does_not_reopen_a_new_one_is_opened(
@@ -281,16 +306,7 @@ def test_enough_events_escalate_and_the_playbook_suspends_by_itself(
     runtime: Runtime, scene: object
 ) -> None:
     with _op(runtime) as op:
-        set_playbook(
-            op,
-            "spam",
-            deadline_hours=24,
-            escalate_after_events=3,
-            escalation_action="suspend",
-            authority_decision=False,
-            auto_notify=False,
-            reason="test",
-        )
+        _playbook(op, "spam", escalation_action="suspend")
     reference = take(
         runtime, event("2026-05-01T10:00:00+00:00"), event("2026-05-01T10:01:00+00:00")
     ).cases_opened[0]
@@ -418,15 +434,7 @@ def test_a_playbook_that_notifies_at_once_sends_the_notice_when_the_case_opens(
     from hostwarden.cases.models import OutgoingMail
 
     with _op(runtime) as op:
-        set_playbook(
-            op,
-            "phishing",
-            deadline_hours=4,
-            escalate_after_events=10,
-            escalation_action="none",
-            authority_decision=False,
-            auto_notify=True,
-        )
+        _playbook(op, "phishing", deadline_hours=4, escalate_after_events=10, auto_notify=True)
     result = take(
         runtime,
         event(category="phishing", excerpt="fake bank login page"),
@@ -592,16 +600,7 @@ def test_a_closed_case_reopened_by_a_batch_escalates_in_the_same_batch(
     the threshold: both through the state machine, in that order, with the events and
     times the batch added."""
     with _op(runtime) as op:
-        set_playbook(
-            op,
-            "spam",
-            deadline_hours=24,
-            escalate_after_events=3,
-            escalation_action="none",
-            authority_decision=False,
-            auto_notify=False,
-            reason="test",
-        )
+        _playbook(op, "spam")
     reference = take(runtime, event("2026-05-01T10:00:00+00:00")).cases_opened[0]
     with _op(runtime) as op:
         service.transition(op, service.get_case(op.session, reference), "resolved", "fixed")
@@ -615,16 +614,12 @@ def test_a_closed_case_reopened_by_a_batch_escalates_in_the_same_batch(
     assert case.state == "escalated" and case.events == 3 and case.closed_at is None
     assert case.first_event_at.isoformat().startswith("2026-04-30T09:00")
     assert case.last_event_at.isoformat().startswith("2026-05-03T10:00")
-    with runtime.reading() as session:
-        actions = [
-            e.action
-            for e in session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.object_type == "abuse_case", AuditEntry.object_id == str(case.id))
-                .order_by(AuditEntry.seq)
-            )
-        ]
-    assert actions == ["case.opened", "case.resolved", "case.reopened", "case.escalated"]
+    assert _case_actions(runtime, case.id) == [
+        "case.opened",
+        "case.resolved",
+        "case.reopened",
+        "case.escalated",
+    ]
 
 
 def test_a_case_opened_by_attributing_again_gets_the_playbooks_notice(
@@ -635,15 +630,7 @@ def test_a_case_opened_by_attributing_again_gets_the_playbooks_notice(
 
     take(runtime, event(ip=IN_RANGE_UNHELD, category="phishing", excerpt="fake login"))
     with _op(runtime) as op:
-        set_playbook(
-            op,
-            "phishing",
-            deadline_hours=4,
-            escalate_after_events=10,
-            escalation_action="none",
-            authority_decision=False,
-            auto_notify=True,
-        )
+        _playbook(op, "phishing", deadline_hours=4, escalate_after_events=10, auto_notify=True)
         inventory.assign(
             op,
             f"{IN_RANGE_UNHELD}/32",
