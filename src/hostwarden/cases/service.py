@@ -744,7 +744,9 @@ class _Intake:
                 self.to_notify.append(case)
 
     def orm_case(self, group: _Group) -> AbuseCase:
-        """The case as an ORM object, read fresh (for the state machine and notices)."""
+        """The case as an ORM object for the state machine and notices, read fresh after
+        the Core writes (the session flushes its pending changes before the read, so what
+        the state machine already changed in this unit is kept)."""
         assert group.id is not None, "finish() gives every case its id"
         case = self.session.get(AbuseCase, group.id, populate_existing=True)
         assert case is not None
@@ -752,8 +754,9 @@ class _Intake:
 
     def _insert_new_cases(self, cases: Table) -> None:
         """New cases in one executemany (their ids, which their references hold, taken
-        first), and one trail entry: of the case when the batch opened one, else one listing every
-        case opened (a feed's batch may open thousands; each case is a row of its own)."""
+        first), and one trail entry: of the case when the batch opened one, else one
+        listing every case opened (a feed's batch may open thousands; each case is a row
+        of its own)."""
         if not self.new_cases:
             return
         locale = self.op.runtime.settings.cases.customer_locale
