@@ -31,6 +31,9 @@ CASE_STATES = (
 )
 #: States in which a case takes new events; the others reopen (or, terminated, open anew).
 OPEN_STATES = ("new", "notified", "awaiting_response", "escalated", "suspended")
+#: Open states still waiting on the customer: a playbook's threshold escalates them, and
+#: idle ones close by themselves.
+AWAITING_STATES = ("new", "notified", "awaiting_response")
 #: Timeline entries. ``note`` is internal and never sent.
 ENTRY_KINDS = (
     "event",

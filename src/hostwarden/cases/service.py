@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from hostwarden.cases import rawstore
 from hostwarden.cases.models import (
+    AWAITING_STATES,
     OPEN_STATES,
     AbuseCase,
     AbuseEvent,
@@ -717,11 +718,7 @@ class _Intake:
         for group in self.touched.values():
             rule = self.playbooks[group.category]
             reopen = group.reopen
-            due = group.events >= rule.escalate_after_events and group.state in (
-                "new",
-                "notified",
-                "awaiting_response",
-            )
+            due = group.events >= rule.escalate_after_events and group.state in AWAITING_STATES
             notify_now = group.new and rule.auto_notify
             if not (reopen or due or notify_now):
                 continue
@@ -1387,7 +1384,7 @@ def run_deadlines(runtime: Runtime, *, now: datetime | None = None) -> dict[str,
             done["escalated"] += 1
         idle = op.session.scalars(
             select(AbuseCase).where(
-                AbuseCase.state.in_(("new", "notified", "awaiting_response")),
+                AbuseCase.state.in_(AWAITING_STATES),
                 AbuseCase.activity_at < idle_before,
             )
         ).all()
