@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from hostwarden.core.db import one_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -248,7 +249,7 @@ class _OpenAlerts:
         earliest = _ms_time(min(f.window_start_ms for f, _ in checked)) - cooldown
         for i in range(0, len(keys), self.CHUNK):
             query = select(DetectAlert).where(
-                DetectAlert.ip_key.in_(keys[i : i + self.CHUNK]),
+                one_of(session, DetectAlert.ip_key, keys[i : i + self.CHUNK]),
                 DetectAlert.category.in_(categories),
                 DetectAlert.status == "open",
                 DetectAlert.last_seen >= earliest,
