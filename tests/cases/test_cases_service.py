@@ -58,6 +58,20 @@ def _playbook(
     )
 
 
+def _assign_the_unheld_address(op: object, customer: int, reason: str) -> None:
+    """The registry entry that was missing: IN_RANGE_UNHELD held by ``customer`` since
+    January (for attributing waiting events again)."""
+    from hostwarden.registry import inventory
+
+    inventory.assign(
+        op,  # type: ignore[arg-type]
+        f"{IN_RANGE_UNHELD}/32",
+        customer,
+        valid_from="2026-01-01T00:00:00Z",
+        reason=reason,
+    )
+
+
 def _case_actions(runtime: Runtime, case_id: int) -> list[str]:
     """The trail's actions on a case, in order."""
     with runtime.reading() as session:
@@ -163,17 +177,9 @@ def test_events_nobody_can_be_found_for_wait_in_the_queue_with_the_reason(
 def test_attributing_again_after_the_registry_is_fixed_groups_the_waiting_events(
     runtime: Runtime, scene: object
 ) -> None:
-    from hostwarden.registry import inventory
-
     take(runtime, event(ip=IN_RANGE_UNHELD))
     with _op(runtime) as op:
-        inventory.assign(
-            op,
-            f"{IN_RANGE_UNHELD}/32",
-            scene.bob,  # type: ignore[attr-defined]
-            valid_from="2026-01-01T00:00:00Z",
-            reason="late entry",
-        )
+        _assign_the_unheld_address(op, scene.bob, "late entry")  # type: ignore[attr-defined]
     done = service.attribute_again(runtime, system_actor("desk-test"))
     assert done == {"grouped": 1, "allowlisted": 0, "still_unresolved": 0}
     with runtime.reading() as session:
@@ -567,17 +573,9 @@ def test_a_case_a_person_reopens_is_no_longer_marked_closed(
 
 
 def test_attributing_again_respects_the_address_allowlist(runtime: Runtime, scene: object) -> None:
-    from hostwarden.registry import inventory
-
     take(runtime, event(ip=IN_RANGE_UNHELD))
     with _op(runtime) as op:
-        inventory.assign(
-            op,
-            f"{IN_RANGE_UNHELD}/32",
-            scene.bob,  # type: ignore[attr-defined]
-            valid_from="2026-01-01T00:00:00Z",
-            reason="our scanner",
-        )
+        _assign_the_unheld_address(op, scene.bob, "our scanner")  # type: ignore[attr-defined]
         service.add_allowlist(
             op,
             kind="address",
@@ -626,18 +624,11 @@ def test_a_case_opened_by_attributing_again_gets_the_playbooks_notice(
     runtime: Runtime, scene: object
 ) -> None:
     from hostwarden.cases.models import OutgoingMail
-    from hostwarden.registry import inventory
 
     take(runtime, event(ip=IN_RANGE_UNHELD, category="phishing", excerpt="fake login"))
     with _op(runtime) as op:
         _playbook(op, "phishing", deadline_hours=4, escalate_after_events=10, auto_notify=True)
-        inventory.assign(
-            op,
-            f"{IN_RANGE_UNHELD}/32",
-            scene.alice,  # type: ignore[attr-defined]
-            valid_from="2026-01-01T00:00:00Z",
-            reason="late entry",
-        )
+        _assign_the_unheld_address(op, scene.alice, "late entry")  # type: ignore[attr-defined]
     assert service.attribute_again(runtime, system_actor("desk-test"))["grouped"] == 1
     with runtime.reading() as session:
         case = session.scalars(select(AbuseCase)).one()
