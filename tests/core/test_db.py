@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -88,3 +89,108 @@ def test_next_ids_are_new_and_an_insert_with_them_takes_them(runtime: Runtime) -
         op.session.execute(insert(table), [row])
         newest = op.session.scalar(select(func.max(table.c.id)))
     assert newest is not None and newest > max(first)
+
+
+def _case_row(case_id: int, customer: int, reference: str, when: Any) -> dict[str, Any]:
+    return {
+        "id": case_id,
+        "reference": reference,
+        "customer_id": customer,
+        "instance_id": None,
+        "category": "spam",
+        "subject_key": "ip:192.0.2.1",
+        "subject": "192.0.2.1",
+        "state": "new",
+        "events": 3,
+        "duplicates": 0,
+        "first_event_at": when[0],
+        "last_event_at": when[1],
+        "opened_at": when[2],
+        "state_changed_at": when[2],
+        "activity_at": when[2],
+        "updated_at": when[2],
+        "deadline_at": None,
+        "authority_required": True,
+        "authority_reported": None,
+    }
+
+
+def test_insert_rows_stores_exactly_what_a_core_insert_stores(runtime: Runtime) -> None:
+    """The same rows through insert_rows and through session.execute(insert(...)) are
+    the same in the database, value by value as the driver reads them back: times in
+    other zones, equal instants in two zones, microseconds, None and booleans."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import insert, text
+
+    from hostwarden.cases.models import AbuseCase
+    from hostwarden.core.db import insert_rows, next_ids
+    from hostwarden.core.runtime import system_actor
+    from tests.registry.customer_fixtures import new_customer
+
+    table = AbuseCase.__table__
+    customer = new_customer(runtime)
+    shanghai = timezone(timedelta(hours=8))
+    base = datetime(2026, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    moments = [
+        (base, base + timedelta(seconds=1), base),
+        # the same instant in another zone, and a naive-looking wall time in Shanghai
+        (base.astimezone(shanghai), base.astimezone(shanghai), base),
+        (datetime(2026, 5, 1, 18, 0, tzinfo=shanghai), base, base + timedelta(microseconds=1)),
+    ]
+    with runtime.operation(system_actor("test")) as op:
+        ids = next_ids(op.session, table, 2 * len(moments))  # type: ignore[arg-type]
+        core = [_case_row(ids[i], customer, f"T-C-{i}", m) for i, m in enumerate(moments)]
+        ours = [
+            _case_row(ids[len(moments) + i], customer, f"T-R-{i}", m) for i, m in enumerate(moments)
+        ]
+        ours[0]["authority_required"] = core[0]["authority_required"] = False
+        op.session.execute(insert(table), core)
+        insert_rows(op.session, table, ours)  # type: ignore[arg-type]
+    with runtime.reading() as session:
+        names = [c.name for c in table.c if c.name not in ("id", "reference")]
+        # text() without column types: the values as the driver reads them
+        raw = session.execute(
+            text(
+                f"SELECT reference, {', '.join(names)} FROM abuse_cases "
+                "WHERE reference LIKE :prefix ORDER BY reference"
+            ),
+            {"prefix": "T-%"},
+        )
+        stored = {row[0]: row[1:] for row in raw}
+    for i in range(len(moments)):
+        assert stored[f"T-R-{i}"] == stored[f"T-C-{i}"], f"row {i} differs"
+    assert len(stored) == 2 * len(moments)
+
+
+def test_insert_rows_skips_rows_whose_key_exists_and_says_what_a_row_lacks(
+    runtime: Runtime,
+) -> None:
+    from sqlalchemy import select
+
+    from hostwarden.cases.models import RawReport
+    from hostwarden.core.db import insert_rows
+    from hostwarden.core.runtime import system_actor
+    from hostwarden.core.timeutil import utcnow
+
+    table = RawReport.__table__
+    now = utcnow()
+    row = {"sha256": "a" * 64, "size": 3, "data": b"abc", "stored_at": now}
+    with runtime.operation(system_actor("test")) as op:
+        insert_rows(op.session, table, [row], skip_conflicts_on=["sha256"])  # type: ignore[arg-type]
+        insert_rows(  # type: ignore[arg-type]
+            op.session,
+            table,
+            [{**row, "data": b"xyz"}, {**row, "sha256": "b" * 64}],
+            skip_conflicts_on=["sha256"],
+        )
+        with pytest.raises(ValueError, match="must give stored_at"):
+            # a computed default (the time) is the caller's to give
+            insert_rows(op.session, table, [{"sha256": "c" * 64, "size": 0, "data": b""}])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="has no column colour"):
+            insert_rows(op.session, table, [{**row, "colour": "red"}])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="must give the columns"):
+            insert_rows(op.session, table, [row, {"sha256": "d" * 64}])  # type: ignore[arg-type]
+    with runtime.reading() as session:
+        kept = dict(session.execute(select(table.c.sha256, table.c.data)).all())
+    assert kept == {"a" * 64: b"abc", "b" * 64: b"abc"}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from hostwarden.cases.models import AbuseReport, RawReport
-from hostwarden.core.db import one_of
+from hostwarden.core.db import insert_rows, one_of
 from hostwarden.core.timeutil import utcnow
 from hostwarden.errors import HostwardenError, NotFound
 
@@ -37,13 +37,14 @@ def put_many(session: Session, datas: Sequence[bytes]) -> list[str]:
             new.pop(digest, None)
     if new:
         now = utcnow()
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.execute(
-            dialect.insert(RawReport.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+        insert_rows(
+            session,
+            cast(Table, RawReport.__table__),
             [
                 {"sha256": digest, "size": len(data), "data": data, "stored_at": now}
                 for digest, data in new.items()
             ],
+            skip_conflicts_on=["sha256"],
         )
     return digests
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from hostwarden.cases import rawstore
@@ -39,7 +39,7 @@ from hostwarden.cases.parsers import parse_message
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
 from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
-from hostwarden.core.db import Base, next_ids, one_of
+from hostwarden.core.db import Base, insert_rows, next_ids, one_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -357,7 +357,7 @@ class _Intake:
             report.duplicates = taken.result.duplicates
             report.notes = _json(taken.result.notes)
             rows_of_reports.append({c: getattr(report, c) for c in _REPORT_COLUMNS})
-        self.session.execute(insert(reports), rows_of_reports)
+        insert_rows(self.session, reports, rows_of_reports)
         self.finish()
         if duplicates_of:
             # A plain executemany: the ORM's UPDATE would search the session for the
@@ -384,8 +384,7 @@ class _Intake:
                     new.taken.result.cases_updated.append(ref)
                 new.taken.touched[id(group)] = group
             rows.append(new.values)
-        if rows:
-            self.session.execute(insert(_table(AbuseEvent)), rows)
+        insert_rows(self.session, _table(AbuseEvent), rows)
         self._audit_reports(batch)
         for taken in batch:
             taken.acknowledge = bool(taken.touched) and taken.acknowledge
@@ -778,12 +777,13 @@ class _Intake:
                 "opened_at": self.now,
                 "state_changed_at": self.now,
                 "activity_at": self.now,
+                "updated_at": self.now,
                 "authority_required": self.playbooks[group.category].authority_decision,
                 "customer_locale": locale,
             }
             for group in self.new_cases
         ]
-        self.session.execute(insert(cases), rows)
+        insert_rows(self.session, cases, rows)
         opened = [
             {
                 "id": group.id,
