@@ -154,6 +154,69 @@ def test_strings_inside_nested_dicts_and_lists_are_masked_and_other_values_pass(
     }
 
 
+def _masked_one_by_one(value: object) -> object:
+    """The definition mask_value keeps: every string masked, containers walked."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked_one_by_one(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked_one_by_one(v) for v in value]
+    return value
+
+
+def test_mask_value_gives_what_masking_each_string_gives_on_random_nested_values() -> None:
+    """mask_value takes numbers and plain texts without a call each; over random nested
+    values (str and int subclasses, booleans, tuples, personal data at any depth) it must
+    give exactly what walking every value does."""
+    import enum
+    import random
+
+    class Kind(enum.StrEnum):
+        MOBILE = "13812345678"
+        PLAIN = "spam"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    rng = random.Random(11)
+    leaves = [
+        "plain",
+        "",
+        ID_NUMBER,
+        "call 13812345678 now",
+        "li.na@example.com",
+        "+44 20 7946 0958",
+        "2026-05-01T10:00:00Z",
+        "a" * 64,
+        Kind.MOBILE,
+        Kind.PLAIN,
+        Level.HIGH,
+        0,
+        13812345678,
+        1.5,
+        True,
+        None,
+        b"bytes 13812345678",
+    ]
+
+    def build(depth: int) -> object:
+        roll = rng.random()
+        if depth > 3 or roll < 0.4:
+            return rng.choice(leaves)
+        items = [build(depth + 1) for _ in range(rng.randrange(5))]
+        if roll < 0.6:
+            return items
+        if roll < 0.7:
+            return tuple(items)
+        return {f"k{i}": item for i, item in enumerate(items)}
+
+    for _ in range(2000):
+        value = build(0)
+        got, want = mask_value(value), _masked_one_by_one(value)
+        assert got == want and repr(got) == repr(want), value
+
+
 def test_masking_does_not_change_the_value_given() -> None:
     original = {"phone": "13812345678"}
 

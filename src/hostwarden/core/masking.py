@@ -54,12 +54,31 @@ def mask_text(text: str) -> str:
     return _INTL_PHONE.sub(lambda m: m.group(1) + "****" + m.group(2), text)
 
 
+#: Types (exactly these, not subclasses) whose values ``mask_value`` passes through.
+_PLAIN = frozenset({int, float, bool, type(None)})
+_maybe_personal = _MAYBE_PERSONAL.search
+
+
 def mask_value(value: Any) -> Any:
-    """Mask strings inside nested lists and dicts; other values pass through."""
+    """Mask strings inside nested lists and dicts (tuples become lists); other values and
+    the keys pass through."""
     if isinstance(value, str):
         return mask_text(value)
+    # A number or a plain text (one the quick check of mask_text passes) is taken as it
+    # is, without a call per value: the audit trail masks every value of every entry, and
+    # an intake batch's entry holds thousands. Anything else goes through mask_value.
     if isinstance(value, dict):
-        return {k: mask_value(v) for k, v in value.items()}
+        return {
+            k: v
+            if (kind := type(v)) in _PLAIN or (kind is str and _maybe_personal(v) is None)
+            else mask_value(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [mask_value(v) for v in value]
+        return [
+            v
+            if (kind := type(v)) in _PLAIN or (kind is str and _maybe_personal(v) is None)
+            else mask_value(v)
+            for v in value
+        ]
     return value
