@@ -56,6 +56,18 @@ def test_garbage_is_refused_clearly() -> None:
         netaddr.parse_prefix("example.com/24")
 
 
+def test_a_text_read_again_gives_the_same_address_and_garbage_is_refused_every_time() -> None:
+    """Texts are read through a cache: a repeat gives the same address, mapped and padded
+    forms their own entries with the same result, and a refusal is not remembered."""
+    first = netaddr.parse_address(" 203.0.113.7 ")
+    assert netaddr.parse_address("203.0.113.7") == first == ipaddress.ip_address("203.0.113.7")
+    assert netaddr.parse_address("::ffff:203.0.113.7") == first
+    assert isinstance(netaddr.parse_address("::ffff:203.0.113.7"), ipaddress.IPv4Address)
+    for _ in range(2):
+        with pytest.raises(ValidationFailed, match=r"'203\.0\.113\.300' is not an IP address"):
+            netaddr.parse_address("203.0.113.300")
+
+
 def test_mapped_ipv6_prefix_is_read_as_ipv4() -> None:
     assert str(netaddr.parse_prefix("::ffff:203.0.113.0/120")) == "203.0.113.0/24"
     assert str(netaddr.parse_prefix("203.0.113.7")) == "203.0.113.7/32"

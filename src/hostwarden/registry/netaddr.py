@@ -9,6 +9,7 @@ addresses on every database; in memory the same number is two ``uint64`` words, 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -35,12 +36,22 @@ def _unmapped(address: IpAddress) -> IpAddress:
     return address
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _address_of_text(text: str) -> IpAddress:
+    # Cached: the same addresses recur (a feed names its hosts report after report; the
+    # registry's own addresses in every import), and ipaddress parses a text in Python
+    # (about 15 µs) where a cached one costs a dictionary lookup. The objects are
+    # immutable, so handing out the same one is safe; a text that is no address raises
+    # and is not cached.
+    return _unmapped(ipaddress.ip_address(text.strip()))
+
+
 def parse_address(text: str | IpAddress) -> IpAddress:
     """One address; ``::ffff:a.b.c.d`` is read as the IPv4 address it carries."""
     if isinstance(text, IPv4Address | IPv6Address):
         return _unmapped(text)
     try:
-        return _unmapped(ipaddress.ip_address(text.strip()))
+        return _address_of_text(text)
     except ValueError:
         raise ValidationFailed(
             f"'{text}' is not an IP address.",
