@@ -189,6 +189,7 @@ def test_mask_value_gives_what_masking_each_string_gives_on_random_nested_values
         "+44 20 7946 0958",
         "2026-05-01T10:00:00Z",
         "a" * 64,
+        "evidence " * 30 + "from li.na@example.com, 13812345678",  # past the cached length
         Kind.MOBILE,
         Kind.PLAIN,
         Level.HIGH,
