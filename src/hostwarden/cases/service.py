@@ -714,14 +714,18 @@ class _Intake:
                 ),
                 changed,
             )
+        plans = []
         for group in self.touched.values():
             rule = self.playbooks[group.category]
             reopen = group.reopen
             due = group.events >= rule.escalate_after_events and group.state in AWAITING_STATES
             notify_now = group.new and rule.auto_notify
-            if not (reopen or due or notify_now):
-                continue
-            case = self.orm_case(group)
+            if reopen or due or notify_now:
+                plans.append((group, rule, reopen, due, notify_now))
+        orm = self.orm_cases([plan[0] for plan in plans])
+        for group, rule, reopen, due, notify_now in plans:
+            assert group.id is not None  # every case has its id once inserted above
+            case = orm[group.id]
             if reopen:
                 group.reopen = False
                 with self.op.automated("intake"):
@@ -739,14 +743,21 @@ class _Intake:
             if notify_now:
                 self.to_notify.append(case)
 
-    def orm_case(self, group: _Group) -> AbuseCase:
-        """The case as an ORM object for the state machine and notices, read fresh after
-        the Core writes (the session flushes its pending changes before the read, so what
-        the state machine already changed in this unit is kept)."""
-        assert group.id is not None, "finish() gives every case its id"
-        case = self.session.get(AbuseCase, group.id, populate_existing=True)
-        assert case is not None
-        return case
+    def orm_cases(self, groups: Sequence[_Group]) -> dict[int, AbuseCase]:
+        """The cases as ORM objects for the state machine and notices, read fresh after
+        the Core writes, in one query (the session flushes its pending changes before the
+        read, so what the state machine already changed in this unit is kept)."""
+        ids = [group.id for group in groups]
+        if not ids:
+            return {}
+        return {
+            case.id: case
+            for case in self.session.scalars(
+                select(AbuseCase)
+                .where(one_of(self.session, AbuseCase.id, ids))
+                .execution_options(populate_existing=True)
+            )
+        }
 
     def _insert_new_cases(self, cases: Table) -> None:
         """New cases in one executemany (their ids, which their references hold, taken
@@ -901,7 +912,9 @@ def receive_many(
             if taken.acknowledge and _wants_ack(runtime, taken.report):
                 report = op.session.get(AbuseReport, taken.report.id)
                 assert report is not None  # inserted by take_all above
-                cases = [intake.orm_case(group) for group in taken.touched.values()]
+                groups = list(taken.touched.values())
+                orm = intake.orm_cases(groups)
+                cases = [orm[group.id] for group in groups if group.id is not None]
                 notify.acknowledge_reporter(op, report, cases)
     if progress is not None:
         progress(len(batch))
