@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_string, policy
 
 import pytest
@@ -114,6 +114,18 @@ def test_events_of_one_customer_subject_and_category_share_a_case(
     assert case.events == 3
     assert case.first_event_at.isoformat().startswith("2026-05-01T10:00")
     assert case.last_event_at.isoformat().startswith("2026-05-02T10:00")
+    # Events between the case's first and last (in another zone, and to the microsecond
+    # next to the first) leave both times as they are.
+    inside = take(
+        runtime,
+        event("2026-05-01T20:00:00+08:00", excerpt="inside"),
+        event("2026-05-01T10:00:00.000001+00:00", excerpt="just after the first"),
+    )
+    assert inside.cases_updated == first.cases_opened
+    case = _case(runtime, first.cases_opened[0])
+    assert case.events == 5
+    assert case.first_event_at == datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    assert case.last_event_at == datetime(2026, 5, 2, 10, 0, tzinfo=UTC)
 
 
 def test_the_same_event_again_is_dropped_and_counted(runtime: Runtime, scene: object) -> None:

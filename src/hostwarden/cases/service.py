@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
 from hostwarden.cases import rawstore
@@ -39,7 +40,7 @@ from hostwarden.cases.parsers import parse_message
 from hostwarden.cases.parsers.base import CATEGORIES, ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.mime import read_message
 from hostwarden.cases.playbooks import PlaybookRule, all_playbooks
-from hostwarden.core.db import Base, insert_rows, next_ids, one_of
+from hostwarden.core.db import Base, UtcDateTime, insert_rows, next_ids, one_of
 from hostwarden.core.logs import get_logger
 from hostwarden.core.runtime import Actor, Operation, Runtime, new_request_id
 from hostwarden.core.timeutil import as_utc, isoformat, utcnow
@@ -246,8 +247,6 @@ _GROUP_COLUMNS = (
     "subject",
     "state",
     "events",
-    "first_event_at",
-    "last_event_at",
 )
 
 
@@ -264,8 +263,11 @@ class _Group:
     subject: str
     state: str
     events: int
-    first_event_at: datetime
-    last_event_at: datetime
+    #: The earliest and latest time of the events this batch put in the case. For a case
+    #: already stored, ``finish`` keeps the earlier and later of these and the stored
+    #: ones, in SQL, so the grouping never reads the stored times.
+    first_event_at: datetime | None = None
+    last_event_at: datetime | None = None
     #: Opened by this batch (inserted by ``finish``).
     new: bool = False
     #: Closed, and new events arrived: ``finish`` reopens it through the state machine.
@@ -660,8 +662,9 @@ class _Intake:
             group.state = "new"
         self.cases[key] = group
         group.events += 1
-        group.first_event_at = min(group.first_event_at, moment)
-        group.last_event_at = max(group.last_event_at, moment)
+        first, last = group.first_event_at, group.last_event_at
+        group.first_event_at = moment if first is None or moment < first else first
+        group.last_event_at = moment if last is None or moment > last else last
         if group.instance_id is None and instance is not None:
             group.instance_id = instance
         self.touched[id(group)] = group
@@ -702,13 +705,19 @@ class _Intake:
             if not group.new
         ]
         if changed:
+            first = bindparam("first", type_=UtcDateTime())
+            last = bindparam("last", type_=UtcDateTime())
+            stored_first, stored_last = cases.c.first_event_at, cases.c.last_event_at
+            # The earlier and the later time in SQL: both databases compare stored times
+            # in order (SQLite keeps one fixed-width text form), and the grouping need
+            # not read and convert the stored ones.
             self.session.execute(
                 update(cases)
                 .where(cases.c.id == bindparam("case"))
                 .values(
                     events=bindparam("events"),
-                    first_event_at=bindparam("first"),
-                    last_event_at=bindparam("last"),
+                    first_event_at=sql_case((stored_first <= first, stored_first), else_=first),
+                    last_event_at=sql_case((stored_last >= last, stored_last), else_=last),
                     instance_id=bindparam("instance"),
                     activity_at=self.now,
                 ),
