@@ -122,8 +122,13 @@ class Incoming:
 # --- small helpers ------------------------------------------------------------------------
 
 
+#: What json.dumps(value, ensure_ascii=False, sort_keys=True, default=str) builds at each
+#: call, built once (the intake encodes two values per report).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _ENCODER.encode(value)
 
 
 def fingerprint(event: ReportEvent, subject_key: str) -> str:
