@@ -128,6 +128,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _json(value: Any) -> str:
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"  # most notes and details are empty
     return _ENCODER.encode(value)
 
 
