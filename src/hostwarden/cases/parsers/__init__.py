@@ -7,8 +7,10 @@ a report; ties go to the first in name order, and ``generic`` always comes last.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
+from typing import cast
 
 from hostwarden.cases.parsers.base import ParsedReport, ReportMessage, ReportParser
 from hostwarden.cases.parsers.mime import read_message
@@ -53,9 +55,18 @@ def _loaded() -> tuple[ReportParser, ...]:
 
 def choose(message: ReportMessage) -> ReportParser:
     """The parser most sure the report is its format (the first of equals)."""
+    parsers = _loaded()
+    checks = _certainty_checks(parsers)
+    if checks is not None:
+        # Only built-in parsers, none scoring above "certain": the first parser that is
+        # certain is the one the loop below settles on (every parser before it scores
+        # less, and none after it more), and asking whether a parser is certain costs far
+        # less than its score for most (the two that can never be certain are skipped).
+        for parser, certain in checks:
+            if certain(message):
+                return parser
     best: ReportParser | None = None
     best_score = 0.0
-    parsers = _loaded()
     for index, parser in enumerate(parsers):
         score = parser.score(message)
         if best is None or score > best_score:
@@ -66,6 +77,26 @@ def choose(message: ReportMessage) -> ReportParser:
                 break
     assert best is not None  # _loaded() guarantees at least the generic parser
     return best
+
+
+@cache
+def _certainty_checks(
+    parsers: tuple[ReportParser, ...],
+) -> tuple[tuple[ReportParser, Callable[[ReportMessage], bool]], ...] | None:
+    """Each parser that can be certain of a report, with its ``certain(message)`` (true
+    exactly when ``score(message)`` is CERTAIN), when all parsers are built-in ones and
+    say how (``certain`` is None for a parser that never is); otherwise None."""
+    checks: list[tuple[ReportParser, Callable[[ReportMessage], bool]]] = []
+    for parser in parsers:
+        certain = getattr(parser, "certain", _UNSAID)
+        if not _built_in(parser) or certain is _UNSAID:
+            return None
+        if certain is not None:
+            checks.append((parser, cast(Callable[[ReportMessage], bool], certain)))
+    return tuple(checks)
+
+
+_UNSAID = object()
 
 
 def _built_in(parser: ReportParser) -> bool:

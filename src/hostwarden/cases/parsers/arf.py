@@ -15,6 +15,7 @@ from typing import Any
 from hostwarden.cases.parsers.base import MessagePart, ParsedReport, ReportMessage
 from hostwarden.cases.parsers.common import (
     CaselessPattern,
+    LinePattern,
     Moment,
     header_fields,
     header_section,
@@ -35,7 +36,7 @@ _FEEDBACK_TYPES = {
     "auth-failure": "other",
     "dkim": "other",
 }
-_FEEDBACK_LINE = re.compile(r"^Feedback-Type:[ \t]*\S", re.M | re.I)
+_FEEDBACK_LINE = LinePattern(r"Feedback-Type:[ \t]*\S", re.I)
 _PHISHING = CaselessPattern("phish")
 #: Senders of feedback-loop reports that predate or bend RFC 5965.
 _LEGACY_SENDERS = (
@@ -56,6 +57,11 @@ _ORIGINAL_FIELDS = ("subject", "from", "date", "message-id")
 
 class ArfParser:
     name = "arf"
+
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        content_type = message.content_type.lower()
+        return "multipart/report" in content_type and "feedback-report" in content_type
 
     def score(self, message: ReportMessage) -> float:
         content_type = message.content_type.lower()

@@ -7,15 +7,25 @@ reports a second and a parser must not pay for compiling a pattern per report.
 from __future__ import annotations
 
 import codecs
+import functools
 import ipaddress
+import itertools
+import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
-from hostwarden.cases.parsers.base import CATEGORIES, EXCERPT_CHARS, ReportEvent, ReportMessage
+from hostwarden.cases.parsers.base import (
+    CATEGORIES,
+    EXCERPT_CHARS,
+    MessagePart,
+    ReportEvent,
+    ReportMessage,
+    made_with,
+)
 
 # --- text decoding ---------------------------------------------------------------------
 
@@ -42,14 +52,28 @@ def codec_for(charset: str | None) -> str | None:
     """The Python codec for a declared charset, or None when it is missing or unknown."""
     if not charset:
         return None
+    known = _KNOWN_CODECS.get(charset)
+    if known is not None:
+        return known
     name = charset.strip().strip("\"'").lower()
     name = _CHARSET_ALIASES.get(name, name)
     if not name:
         return None
     try:
-        return codecs.lookup(name).name
+        codec = codecs.lookup(name).name
     except LookupError:
         return None
+    if len(_KNOWN_CODECS) < _KNOWN_CODECS_MAX:
+        _KNOWN_CODECS[charset] = codec
+    return codec
+
+
+#: Charsets as declared to the codec found for them, so a report's charset is looked up
+#: once. Only found codecs are kept: the codec registry finds a codec the same way every
+#: time once it found it (it caches the lookup itself), while a codec registered later
+#: can make an unknown charset known.
+_KNOWN_CODECS: dict[str, str] = {}
+_KNOWN_CODECS_MAX = 1024
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | None]:
@@ -120,6 +144,45 @@ class CaselessPattern:
                 yield match
 
 
+class LinePattern:
+    """``re.compile("^(?:" + body + ")", re.MULTILINE | flags)``, searched much faster.
+
+    A pattern anchored at line starts gives the regex engine nothing to skip ahead to, so
+    a search tries the pattern at every position of the text. Here a second pattern, a
+    line break followed by ``body``, finds the line starts where ``body`` matches (the
+    engine skips ahead to the line breaks), and the anchored pattern then makes the match
+    at that line start. The anchored pattern is tried at the first line start before
+    each search, as the line break before it may be outside the text searched (or the
+    line is the first). So ``search`` and ``finditer`` give the very matches (spans,
+    groups, ``re``) that the anchored pattern's own search and finditer give.
+    ``body`` must not match an empty string (``finditer`` would then differ).
+    """
+
+    def __init__(self, body: str, flags: int = 0) -> None:
+        self.pattern = re.compile(f"^(?:{body})", re.MULTILINE | flags)
+        self._after_break = re.compile(f"\n(?:{body})", re.MULTILINE | flags)
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        """The first match at a line start at or after ``pos``."""
+        # The anchor fails unless pos starts a line (the text's start, or after "\n").
+        found = self.pattern.match(text, pos)
+        while found is None:
+            hint = self._after_break.search(text, pos)
+            if hint is None:
+                return None
+            pos = hint.start() + 1
+            found = self.pattern.match(text, pos)  # always matches: the same body there
+        return found
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        """Every match, as ``self.pattern.finditer(text)`` gives them: each search
+        resumes where the last match ended."""
+        pos = 0
+        while (found := self.search(text, pos)) is not None:
+            yield found
+            pos = max(found.end(), found.start() + 1)
+
+
 # --- times -------------------------------------------------------------------------------
 
 
@@ -129,6 +192,12 @@ class Moment(NamedTuple):
     at: datetime
     zone: str
 
+
+#: ``Moment(at, zone)`` made from ``(at, zone)`` without the __new__ written in Python
+#: that a NamedTuple has (which calls tuple.__new__ so itself): the same object.
+_new_moment = cast(
+    Callable[[tuple[datetime, str]], Moment], functools.partial(tuple.__new__, Moment)
+)
 
 #: Offsets (minutes east of UTC) for the zone names reports use. CST is US Central, as in
 #: RFC 5322, except in Chinese text (see ``find_times``), where it means China Standard Time.
@@ -233,8 +302,30 @@ _TIME_PATTERNS = (
     ),
 )
 _CHINESE_PATTERN = _TIME_PATTERNS[-1]
+_WEB_LOG = _TIME_PATTERNS[1]
+#: For each pattern, what ``_moment`` reads of a match's groups: the groups named here, in
+#: this order, from ``(*match.groups(), None)`` (index -1, the None, for a group the
+#: pattern does not have). Every pattern has y, d, h and zone, and mo or mon. Keyed by
+#: the pattern's id: hashing a compiled pattern hashes all of its code, every time.
+_MOMENT_NAMES = ("y", "mo", "mon", "d", "h", "mi", "s", "s2", "frac", "ampm", "cnampm", "zone")
+_MOMENT_GROUPS = {
+    id(pattern): operator.itemgetter(
+        *(pattern.groupindex.get(name, 0) - 1 for name in _MOMENT_NAMES)
+    )
+    for pattern in _TIME_PATTERNS
+}
+#: The patterns that start with a digit (\d is what str.isdecimal tests; the year's
+#: "19|20" is a digit too) and those that start with a month or weekday name.
+_DIGIT_FIRST = (*_TIME_PATTERNS[:3], _CHINESE_PATTERN)
+_WORD_FIRST = _TIME_PATTERNS[3:5]
 _BEIJING_AFTER = re.compile(r"\s*[（(]?\s*北京时间")
 _BEIJING_BEFORE = re.compile(r"北京时间\s*[:：]?\s*$")
+#: Digit strings of the numbers in timestamps, to their values.
+_NUMBERS = {
+    **{str(n): n for n in range(100)},
+    **{f"{n:02d}": n for n in range(10)},
+    **{str(n): n for n in range(1900, 2100)},
+}
 _MONTHS = {
     m: i
     for i, m in enumerate(
@@ -250,6 +341,8 @@ _MONTH_WORD = re.compile("jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 #: "/" or a month name, not at every digit as those patterns do.
 _SLASH_MONTH = re.compile("/(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)")
 _MONTH_YEAR = re.compile(rf"{_MONTH}\.?,?[\s-]+{_YEAR}")
+#: A month name followed by no letter, as the patterns read one.
+_MONTH_NAME = re.compile(_MONTH)
 _ZONE_NUMBER = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?$")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -279,43 +372,50 @@ def _offset_minutes(zone: str, chinese: bool) -> int | None:
     return -minutes if number.group(1) == "-" else minutes
 
 
-def _zone_for(offset: int) -> timezone:
-    """The fixed zone ``offset`` minutes east of UTC; ValueError beyond a day either way."""
-    zone = _ZONES.get(offset)
-    if zone is None:
-        zone = _ZONES[offset] = timezone(timedelta(minutes=offset))
-    return zone
+def _utc_shift(offset: int) -> timedelta:
+    """``offset`` minutes as a timedelta to subtract for UTC; ValueError where a fixed zone
+    of that offset cannot exist (a day or more either way), as ``timezone()`` raises."""
+    shift = _SHIFTS.get(offset)
+    if shift is None:
+        shift = timezone(timedelta(minutes=offset)).utcoffset(None)
+        _SHIFTS[offset] = shift
+    return shift
 
 
-#: Fixed zones by offset, made once each (a report names a handful of offsets).
-_ZONES: dict[int, timezone] = {}
+#: UTC offsets by minutes, each checked once (a report names a handful of offsets).
+_SHIFTS: dict[int, timedelta] = {}
 
 
 def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
-    fields = match.groupdict()
+    # The groups by name as in match.groupdict() (None where a pattern has no such group),
+    # taken from the groups tuple at once: a dict of them costs more than the rest.
+    y, mo, mon, d, h, mi, s, s2, frac, ampm, cnampm, zone_group = _MOMENT_GROUPS[id(match.re)](
+        (*match.groups(), None)
+    )
+    # int() of the usual digit strings looked up (_NUMBERS: the same numbers), as int()
+    # is slow for how often timestamps are read.
+    numbers = _NUMBERS
+    second_text = s or s2 or 0
     try:
-        year = int(fields["y"])
-        month = int(fields["mo"]) if fields.get("mo") else _MONTHS[fields["mon"][:3]]
-        day = int(fields["d"])
-        hour = int(fields["h"] or 0)
-        minute = int(fields.get("mi") or 0)
-        second = min(int(fields.get("s") or fields.get("s2") or 0), 59)
-        frac = fields.get("frac")
+        year = numbers[y] if y in numbers else int(y)
+        month = (numbers[mo] if mo in numbers else int(mo)) if mo else _MONTHS[mon[:3]]
+        day = numbers[d] if d in numbers else int(d)
+        hour = numbers[h] if h in numbers else int(h or 0)
+        minute = numbers[mi] if mi in numbers else int(mi or 0)
+        second = min(numbers[second_text] if second_text in numbers else int(second_text), 59)
         micro = int(frac[:6].ljust(6, "0")) if frac else 0
     except (KeyError, ValueError):
         return None
-    ampm = fields.get("ampm")
     if ampm:
         ampm = ampm.replace(".", "")
         if ampm == "pm" and hour < 12:
             hour += 12
         elif ampm == "am" and hour == 12:
             hour = 0
-    cnampm = fields.get("cnampm")
     if (cnampm in ("下午", "晚上") and hour < 12) or (cnampm == "中午" and hour < 11):
         hour += 12
     # The match ran on lower-cased text; the zone is reported as the report wrote it.
-    zone = text[match.start("zone") : match.end("zone")] if fields.get("zone") else ""
+    zone = text[match.start("zone") : match.end("zone")] if zone_group else ""
     if zone:
         offset = _offset_minutes(zone, chinese)
     elif _BEIJING in text and (
@@ -332,16 +432,20 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     if offset is None:
         return None
     try:
-        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=_zone_for(offset))
+        # The local time less its offset, in UTC: what astimezone(UTC) gives for a time in
+        # a fixed zone (years 1900-2099 cannot overflow), without making the local time.
+        shift = _utc_shift(offset)
+        at = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC) - shift
     except ValueError:
         return None
-    return Moment(local.astimezone(UTC), zone)
+    return _new_moment((at, zone))
 
 
 def _candidate_patterns(text: str, lowered: str) -> list[re.Pattern[str]]:
     """The timestamp patterns that can match ``text`` at all, in order: each needs
     literals (":" of the time, a month name, "年" …) whose absence a substring test or
-    one quick scan shows far more cheaply than running the pattern."""
+    one quick scan shows far more cheaply than running the pattern. (``_time_matches``
+    finds their matches; this plain form is what it is tested against.)"""
     patterns = []
     if ":" in text:
         if "-" in text or "/" in text:
@@ -357,6 +461,69 @@ def _candidate_patterns(text: str, lowered: str) -> list[re.Pattern[str]]:
     return patterns
 
 
+def _time_matches(text: str, lowered: str) -> list[Iterable[re.Match[str]]]:
+    """``pattern.finditer(lowered)`` for each of ``_candidate_patterns(text, lowered)``, in
+    that order, found with fewer scans of the text.
+
+    The patterns that start with a month name (and ``_MONTH_YEAR``) can only match where
+    a month name stands, followed by no letter; one scan finds all those places (two
+    cannot overlap: no month name ends with another), and the patterns are tried there
+    only. The weekday pattern's weekday is followed by blanks and then such a month
+    name, so it can only start three characters before the blanks before one."""
+    found: list[Iterable[re.Match[str]]] = []
+    if ":" in text:
+        if "-" in text or "/" in text:
+            found.append(_TIME_PATTERNS[0].finditer(lowered))
+        if _MONTH_WORD.search(lowered) is not None:
+            months = [match.start() for match in _MONTH_NAME.finditer(lowered)]
+            if _SLASH_MONTH.search(lowered) is not None:
+                found.append(_web_log_times(lowered))
+            if any(_MONTH_YEAR.match(lowered, at) for at in months):
+                found.append(_TIME_PATTERNS[2].finditer(lowered))
+            found.append(_matches_at(_TIME_PATTERNS[3], lowered, months))
+            found.append(_matches_at(_TIME_PATTERNS[4], lowered, _weekday_starts(lowered, months)))
+    if "年" in text:
+        found.append(_CHINESE_PATTERN.finditer(lowered))
+    return found
+
+
+def _matches_at(
+    pattern: re.Pattern[str], text: str, starts: Iterable[int]
+) -> Iterator[re.Match[str]]:
+    """What ``pattern.finditer(text)`` finds when a match can only start at ``starts``
+    (rising): each is tried unless inside the last match, as a search resumes after it."""
+    resume = 0
+    for start in starts:
+        if start >= resume and (match := pattern.match(text, start)) is not None:
+            yield match
+            resume = match.end()
+
+
+def _weekday_starts(lowered: str, months: list[int]) -> Iterator[int]:
+    """Where a weekday name can start before each month name: three characters before
+    the blanks (``\\s``, which is what str.isspace tests) that come right before it."""
+    for at in months:
+        blanks = at
+        while blanks and lowered[blanks - 1].isspace():
+            blanks -= 1
+        if blanks < at and blanks >= 3:
+            yield blanks - 3
+
+
+def _web_log_times(lowered: str) -> Iterator[re.Match[str]]:
+    """What ``_WEB_LOG.finditer(lowered)`` finds, trying the pattern only where a match
+    can start: a web-log time is one or two digits, then "/" and a month name, so it
+    starts one or two characters before a "/month" that ``_SLASH_MONTH`` finds (these
+    never overlap, and come at least four characters apart, so the positions tried
+    rise as a search's do), and each search resumes where the last match ended."""
+    resume = 0
+    for slash in _SLASH_MONTH.finditer(lowered):
+        for start in (slash.start() - 2, slash.start() - 1):
+            if start >= resume and (match := _WEB_LOG.match(lowered, start)) is not None:
+                yield match
+                resume = match.end()
+
+
 def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Moment]]:
     """Every timestamp in ``text`` with where it starts, in order.
 
@@ -368,8 +535,8 @@ def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Mom
         chinese = has_chinese(text)
     lowered = _ascii_lower(text)
     spans: list[tuple[int, int, re.Match[str]]] = []
-    for pattern in _candidate_patterns(text, lowered):
-        for m in pattern.finditer(lowered):
+    for matches in _time_matches(text, lowered):
+        for m in matches:
             # A timestamp cannot start inside a longer number ("12026-05-01").
             if m.start() == 0 or not lowered[m.start() - 1].isdigit():
                 spans.append((m.start(), -m.end(), m))
@@ -390,6 +557,7 @@ def find_times(text: str, *, chinese: bool | None = None) -> list[tuple[int, Mom
 
 def parse_time(value: str, *, chinese: bool | None = None) -> Moment | None:
     """The first timestamp in ``value`` (a header or field), or None."""
+    # Not cached: real feeds rarely repeat a time (the benchmark's corpus does).
     if chinese is None:
         chinese = has_chinese(value)
     # Most fields start with their timestamp. Timestamps found where the first one can
@@ -399,7 +567,11 @@ def parse_time(value: str, *, chinese: bool | None = None) -> Moment | None:
     lowered = _ascii_lower(value)
     # No pattern can start inside the "Sun, " of an RFC 5322 date: the first is after it.
     first = 5 if _WEEKDAY_COMMA.match(lowered) else 0
-    at_start = [m for p in _candidate_patterns(value, lowered) if (m := p.match(lowered, first))]
+    # Only the patterns that start with what is there are tried (in the order of
+    # _candidate_patterns, whose filter only leaves out patterns that cannot match).
+    at = lowered[first : first + 1]
+    starting = _DIGIT_FIRST if at.isdecimal() else _WORD_FIRST if at.isalpha() else ()
+    at_start = [m for p in starting if (m := p.match(lowered, first))]
     if len(at_start) > 1:
         at_start.sort(key=lambda m: -m.end())
     for match in at_start:
@@ -448,6 +620,8 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 _IPV4_CANONICAL = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _NOT_BEFORE_IPV4 = frozenset("0123456789.")
+#: What the lookbehind of _IPV6_RE refuses before a match.
+_NOT_BEFORE_IPV6 = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz:.")
 _PORT_AFTER = re.compile(r"\s*,?\s*(?:port|端口)\s*[:：#]?\s*(\d{1,5})(?!\d)", re.I)
 _HEX = re.compile(r"[0-9A-Fa-f]")
 
@@ -489,10 +663,22 @@ def normalise_ip(value: str) -> str | None:
         return text
     if ":" not in text:
         return None  # neither IPv4 (checked above) nor IPv6, which has two colons at least
+    if len(text) <= _CACHED_ADDRESS_CHARS:
+        return _cached_address_text(text)
+    return _address_text(text)
+
+
+def _address_text(text: str) -> str | None:
     try:
         return _canonical(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+#: Addresses ``ipaddress`` reads are remembered (the answer depends on the text alone):
+#: it is slow, and the same mail relays and sources come up in report after report.
+_CACHED_ADDRESS_CHARS = 100
+_cached_address_text = lru_cache(maxsize=4096)(_address_text)
 
 
 def _canonical(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -559,11 +745,9 @@ def find_ips(text: str) -> list[IpMention]:
                 continue
             if "::" not in candidate and colons + ("." in candidate.rpartition(":")[2]) != 7:
                 continue  # without "::" it takes 8 groups (an IPv4 tail is 2), as ipaddress says
-            try:
-                v6 = ipaddress.IPv6Address(candidate)
-            except ValueError:
-                continue
-            found.append(_mention(text, match, _canonical(v6)))
+            canonical = _ipv6_text(candidate)
+            if canonical is not None:
+                found.append(_mention(text, match, canonical))
     if not found:
         return found
     found.sort(key=lambda m: (m.start, -m.end))
@@ -576,6 +760,16 @@ def find_ips(text: str) -> list[IpMention]:
     return kept
 
 
+@lru_cache(maxsize=4096)
+def _ipv6_text(candidate: str) -> str | None:
+    """The canonical text of an IPv6 address as written, or None when it is not one.
+    Cached: ``ipaddress`` is slow, and reports name the same addresses again and again."""
+    try:
+        return _canonical(ipaddress.IPv6Address(candidate))
+    except ValueError:
+        return None
+
+
 def _ipv6_matches(text: str) -> Iterator[re.Match[str]]:
     """What ``_IPV6_RE.finditer(text)`` finds, without trying the pattern at every
     position: a match holds two colons at most four hex digits apart (``_IPV6_HINT``),
@@ -585,6 +779,8 @@ def _ipv6_matches(text: str) -> Iterator[re.Match[str]]:
     while (hint := _IPV6_HINT.search(text, pos)) is not None:
         colon = hint.start()
         for start in range(max(pos, colon - 5), colon + 1):
+            if start and text[start - 1] in _NOT_BEFORE_IPV6:
+                continue  # the pattern's lookbehind fails there, so skip the regex call
             match = _IPV6_RE.match(text, start)
             if match is not None:
                 yield match
@@ -614,12 +810,29 @@ _URL_RE = CaselessPattern(
     r"://[^\s<>\"'`{}|\\^\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+"
 )
 _URL_TAIL = ".,;:!?)]}'\"*"
-_DOMAIN_RE = re.compile(
-    r"(?<![0-9A-Za-z@._/-])"
+#: A domain name: labels of letters, digits and inner hyphens, each ending with a dot, then a
+#: top-level label, not followed by more of a name. It must not start right after a
+#: character that could continue a name, an address or a path ``[0-9A-Za-z@._/-]``; the
+#: patterns below say that in a way the regex engine can search quickly.
+_DOMAIN = (
     r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{2,59}))"
     r"(?![0-9A-Za-z_-]|\.[A-Za-z0-9])"
 )
+#: A domain's first label is the whole run of letters, digits and hyphens before its dot
+#: (a label cannot end before the dot, since "." must follow it), so the lookahead only
+#: states what a match needs anyway: it fails a word without a dot after it in one quick
+#: scan, where the label pattern would try every shorter length of the word first.
+_FIRST_LABEL = r"(?=[A-Za-z0-9-]++\.)"
+#: A domain at the start of the text, where nothing comes before it.
+_DOMAIN_AT_START = re.compile(_FIRST_LABEL + _DOMAIN)
+#: A domain after a character that may come before one, the character taken by the match.
+#: A pattern that starts with a lookbehind makes the engine try every position of the
+#: text; one that starts with a character set lets it skip to the characters in the set.
+#: The matches are those of "no such character before" (a lookbehind) searched through
+#: the text: a search that resumes after a match resumes on the match's last character,
+#: a letter, which cannot come before a domain, so no domain starting there is missed.
+_DOMAIN_AFTER = re.compile(r"[^0-9A-Za-z@._/-]" + _FIRST_LABEL + _DOMAIN)
 #: Things that look like domains in free text but are file names.
 _NOT_TLDS = frozenset(
     word
@@ -652,6 +865,14 @@ def find_urls(text: str) -> list[UrlMention]:
 
 def url_host(url: str) -> tuple[str | None, str | None]:
     """(domain, ip) of a URL's host: one of them is set, or neither if it has no host."""
+    # Cached (the answer depends on the URL alone) for URLs of a usual length: the same
+    # sites are reported again and again, and urlsplit is slow.
+    if len(url) <= _CACHED_URL_CHARS:
+        return _cached_url_host(url)
+    return _url_host(url)
+
+
+def _url_host(url: str) -> tuple[str | None, str | None]:
     try:
         host = urlsplit(url).hostname
     except ValueError:
@@ -664,17 +885,23 @@ def url_host(url: str) -> tuple[str | None, str | None]:
     return host.rstrip(".").lower(), None
 
 
+_CACHED_URL_CHARS = 500
+_cached_url_host = lru_cache(maxsize=4096)(_url_host)
+
+
 def find_domains(text: str) -> list[tuple[int, int, str]]:
     """Domain names in free text (lower-cased), skipping file names and e-mail addresses."""
     found: list[tuple[int, int, str]] = []
-    for match in _DOMAIN_RE.finditer(text):
+    first = _DOMAIN_AT_START.match(text)
+    matches = _DOMAIN_AFTER.finditer(text, 0 if first is None else first.end())
+    for match in matches if first is None else itertools.chain((first,), matches):
         written = match.group("domain")
         tld = written.rsplit(".", 1)[1]
         # "Mr.Smith" or "Report.Txt": a capitalised last label is a word, not a TLD.
         if tld.lower() in _NOT_TLDS or (not tld.islower() and not tld.isupper()):
             continue
         domain = written.lower()
-        found.append((match.start(), match.end(), domain))
+        found.append((match.start("domain"), match.end("domain"), domain))
     return found
 
 
@@ -696,6 +923,8 @@ _FIELD_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*")
 def header_fields(block: str) -> dict[str, list[str]]:
     """``Name: value`` lines (RFC 5322 style, continuation lines folded in) as lower-cased
     names to their values in order; other lines are skipped."""
+    if block.isascii() and not any(brk in block for brk in _ODD_LINE_BREAKS):
+        return _header_fields_lf(block)
     fields: dict[str, list[str]] = {}
     last: list[str] | None = None
     for line in block.splitlines():
@@ -709,6 +938,39 @@ def header_fields(block: str) -> dict[str, list[str]]:
             continue
         last = fields.setdefault(match.group(1).lower(), [])
         last.append(line[match.end() :].rstrip())
+    return fields
+
+
+#: What str.splitlines() breaks ASCII lines at besides "\n".
+_ODD_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+#: A field line of ``header_fields`` with the continuation lines that follow it.
+#: It starts with the line break before the line (the text gets one put before it): a
+#: pattern anchored at line starts would be tried at every position of the text.
+#: (``[^\n]`` is ``.`` without DOTALL, matched faster.)
+_FIELD_LINES = re.compile(r"\n([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
+def _header_fields_lf(block: str) -> dict[str, list[str]]:
+    """``header_fields`` of ASCII text whose only line break is "\n", in one regex pass:
+    a field line is found where the loop finds it (a line start, the same name pattern),
+    ``.`` stops only at "\n" there, and the continuation lines a field takes are the
+    lines starting with a blank right after it, which the loop would fold into it; a
+    continuation line after any other line is dropped by both."""
+    fields: dict[str, list[str]] = {}
+    for name, value in _FIELD_LINES.findall("\n" + block):
+        if "\n" in value:
+            first, *more = value.split("\n")
+            value = first.rstrip()
+            for line in more:
+                if line.strip():
+                    value = f"{value} {line.strip()}".strip()
+        else:
+            value = value.rstrip()
+        key = name.lower()
+        if key in fields:
+            fields[key].append(value)
+        else:
+            fields[key] = [value]
     return fields
 
 
@@ -758,6 +1020,42 @@ def text_head(message: ReportMessage, limit: int) -> str:
     format)."""
     pieces = [p.content[:limit] for p in message.parts if isinstance(p.content, str)]
     return "\n\n".join(pieces)[:limit]
+
+
+def lowered_text_head(message: ReportMessage, limit: int) -> str:
+    """``text_head(message, limit).lower()``. The parsers' ``score`` each look at the start
+    of the same report, so the start of the last report asked about is kept lowered.
+
+    Exact: the first ``limit`` characters of ``text_head(message, _HEAD_CHARS)`` are
+    ``text_head(message, limit)`` for a smaller limit (a piece cut at the larger limit
+    agrees with its cut at the smaller one up to the smaller limit, and so does the join),
+    and lower-casing ASCII text keeps every position, so its lowered start is the start
+    lowered. The kept head is used only for the same message with the same parts (the
+    parts and their contents cannot change; the list holding them could)."""
+    if limit > _HEAD_CHARS:
+        return text_head(message, limit).lower()
+    parts = tuple(message.parts)
+    last = _LAST_HEAD[0]
+    if last is None or last.message is not message or last.parts != parts:
+        head = text_head(message, _HEAD_CHARS)
+        last = _LAST_HEAD[0] = _Head(message, parts, head, head.lower(), head.isascii())
+    if limit >= len(last.head):
+        return last.lowered
+    if last.ascii:
+        return last.lowered[:limit]
+    return last.head[:limit].lower()
+
+
+class _Head(NamedTuple):
+    message: ReportMessage
+    parts: tuple[MessagePart, ...]
+    head: str
+    lowered: str
+    ascii: bool
+
+
+_HEAD_CHARS = 3000
+_LAST_HEAD: list[_Head | None] = [None]
 
 
 def excerpt(text: str) -> str:
@@ -869,15 +1167,32 @@ def _keyword_categories() -> dict[str, str]:
     return categories
 
 
+def _alternatives(words: list[str]) -> str:
+    """The keywords' patterns as one alternation that matches what ``"|".join`` of them
+    matches, with the alternatives that start with the same character gathered behind
+    it (``v(?:irus|…)``): the engine then tries each character once at a position, not
+    every keyword. At a position only keywords starting with the character there can
+    match, and they are tried in their own order, so the same keyword matches first.
+    A keyword whose pattern does not start with its first character (a boundary before
+    a non-word character) leaves the alternation as it is."""
+    patterns = [_word_pattern(word) for word in words]
+    groups: dict[str, list[str]] = {}
+    for word, pattern in zip(words, patterns, strict=True):
+        first = re.escape(word.strip("=")[0])
+        if not pattern.startswith(first):
+            return "|".join(patterns)
+        groups.setdefault(first, []).append(pattern[len(first) :])
+    return "|".join(f"{first}(?:{'|'.join(tails)})" for first, tails in groups.items())
+
+
 #: (category, pattern), in the order categories are tried. The patterns run on
 #: lower-cased text.
 _CATEGORY_KEYWORDS = tuple(
-    (category, re.compile("|".join(_word_pattern(w) for w in words)))
-    for category, words in _keyword_words()
+    (category, re.compile(_alternatives(words))) for category, words in _keyword_words()
 )
 #: Every category's keywords in one pattern, in the same order, and the category of each
 #: keyword (which is what this pattern matches: boundaries take no characters).
-_ANY_KEYWORD = re.compile("|".join(pattern.pattern for _, pattern in _CATEGORY_KEYWORDS))
+_ANY_KEYWORD = re.compile(_alternatives([w for _, words in _keyword_words() for w in words]))
 _KEYWORD_CATEGORY = _keyword_categories()
 
 
@@ -925,15 +1240,18 @@ def new_event(
     extra: dict[str, Any] | None = None,
 ) -> ReportEvent:
     """A ReportEvent with the excerpt trimmed and an unknown category filed as ``other``."""
-    return ReportEvent(
-        category=category if category in _CATEGORY_SET else "other",
-        ip=ip,
-        port=port,
-        domain=domain,
-        url=url,
-        occurred_at=when.at,
-        zone=when.zone,
-        reporter=reporter,
-        excerpt=excerpt(evidence),
-        extra=extra or {},
+    return made_with(
+        ReportEvent,
+        {
+            "category": category if category in _CATEGORY_SET else "other",
+            "ip": ip,
+            "port": port,
+            "domain": domain,
+            "url": url,
+            "occurred_at": when.at,
+            "zone": when.zone,
+            "reporter": reporter,
+            "excerpt": excerpt(evidence),
+            "extra": extra or {},
+        },
     )

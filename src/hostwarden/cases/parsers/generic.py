@@ -40,6 +40,9 @@ _DEFANGED = (("[.]", "."), ("(.)", "."), ("[dot]", "."), ("[:]", ":"), ("[://]",
 class GenericParser:
     name = "generic"
 
+    #: ``score`` is never 1.0 (see ``parsers.choose``).
+    certain = None
+
     def score(self, message: ReportMessage) -> float:
         return 0.01
 

@@ -23,7 +23,7 @@ from email.utils import collapse_rfc2231_value, getaddresses
 from functools import lru_cache
 
 from hostwarden.cases.parsers import mimefast
-from hostwarden.cases.parsers.base import MessagePart, ReportMessage
+from hostwarden.cases.parsers.base import MessagePart, ReportMessage, made_with
 from hostwarden.cases.parsers.common import decode_bytes
 from hostwarden.errors import TooLarge, ValidationFailed
 
@@ -34,6 +34,7 @@ _PARSER = BytesParser(policy=compat32)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_FOLD_LF = re.compile(r"\n(?=[ \t])")
 _BOUNDARY_LINE = re.compile(r"^--([^\s]{1,70}?)(?:--)?[ \t]*\r?$", re.M)
 _QP_HEADER = re.compile(r"=([0-9A-Fa-f]{2})")
 #: A bare address of dot-separated atoms, which getaddresses() gives back as it is.
@@ -77,44 +78,92 @@ def read_message(
             hint="Ask the reporter for a shorter report with the evidence as a link, "
             "or raise the intake size limit.",
         )
-    if not raw.strip():
+    if not raw or raw.isspace():  # bytes.isspace() tests what bytes.strip() strips
         raise ValidationFailed(
             "report is empty.", hint="Send the whole abuse e-mail, headers and body."
         )
     read = _read_fast(raw, max_part_bytes) or _read_stdlib(raw, max_part_bytes)
     headers, parts, warnings = read
     content_type = " ".join(headers.get("content-type", "").split()) or "text/plain"
-    return ReportMessage(
-        raw=raw,
-        headers=headers,
-        content_type=content_type,
-        parts=parts,
-        reporter=_reporter(headers, reporter, warnings),
-        warnings=_unique(warnings),
+    who = _reporter(headers, reporter, warnings)
+    return made_with(
+        ReportMessage,
+        {
+            "raw": raw,
+            "headers": headers,
+            "content_type": content_type,
+            "parts": parts,
+            "reporter": who,
+            "warnings": _unique(warnings) if warnings else [],
+        },
     )
 
 
 _Read = tuple[dict[str, str], list[MessagePart], list[str]]
 
 
-def _read_fast(raw: bytes, max_part_bytes: int) -> _Read | None:
-    """Headers, parts and warnings by the fast reader, or None where it is not sure."""
+def _read_fast(raw: bytes, max_part_bytes: int, *, recover: bool = True) -> _Read | None:
+    """Headers, parts and warnings by the fast reader, or None where it is not sure.
+    ``recover``: read a multipart whose boundary never appears with the one its body
+    uses, as the stdlib path does (not again in the message so rebuilt)."""
     warnings: list[str] = []
     parts: list[MessagePart] = []
     try:
         entity = mimefast.parse(raw)
-        headers = _decoded_headers(entity.headers, warnings)
+        headers = _decoded_fast_headers(entity.headers, warnings)
         _collect_fast(entity, parts, warnings, max_part_bytes)
+    except mimefast.BoundaryNeverAppears as missing:
+        if not recover:
+            return None
+        return _recovered_fast(missing.headers, missing.body, max_part_bytes)
     except Exception:  # mimefast.Unsure, or an error the stdlib path then meets too
         return None
     return headers, parts, warnings
 
 
+def _recovered_fast(
+    fields: tuple[tuple[str, str], ...], body: bytes, max_part_bytes: int
+) -> _Read | None:
+    """What ``_read_stdlib`` reads in a multipart whose declared boundary never appears
+    (``fields`` its header fields, ``body`` its body), where the boundary its body uses
+    makes a message the fast reader reads; otherwise None.
+
+    The stdlib parser keeps such a body as the message's one payload (text, 8-bit bytes
+    as surrogate escapes), so the message that ``_with_recovered_boundary`` sets the
+    boundary of and rebuilds is made here of the same fields and payload, and rebuilt
+    the same way; what the fast reader reads in that is what the stdlib path reads in it.
+    """
+    text = body.decode("ascii", "surrogateescape")  # the payload, as the stdlib keeps it
+    found = _BOUNDARY_LINE.search(text)
+    if found is None:
+        return None
+    boundary = found.group(1)
+    message = Message()
+    for name, value in fields:
+        message[name] = value  # compat32 stores a value as it is given
+    try:
+        message.set_boundary(boundary)
+    except Exception:  # left to the stdlib path, which meets the same
+        return None
+    message.set_payload(text)
+    read = _read_fast(_flatten(message), max_part_bytes, recover=False)
+    if read is None:
+        return None
+    headers, parts, warnings = read
+    recovered = (
+        f"the declared multipart boundary does not appear; read the parts with the "
+        f"boundary the body uses ({boundary!r})"
+    )
+    return headers, parts, [recovered, *warnings]
+
+
 def _read_stdlib(raw: bytes, max_part_bytes: int) -> _Read:
     warnings: list[str] = []
     try:
-        message = _PARSER.parsebytes(raw)
-        message = _with_recovered_boundary(message, warnings)
+        read = _with_recovered_boundary(_PARSER.parsebytes(raw), warnings, max_part_bytes)
+        if isinstance(read, tuple):
+            return read
+        message = read
         headers = _decoded_headers(message.raw_items(), warnings)
         parts: list[MessagePart] = []
         _collect(message, parts, warnings, max_part_bytes)
@@ -131,8 +180,13 @@ def _read_stdlib(raw: bytes, max_part_bytes: int) -> _Read:
 def decode_header_value(value: str, warnings: list[str] | None = None) -> str:
     """A header value unfolded, with RFC 2047 encoded words and raw 8-bit bytes decoded
     (GB2312/GBK read as GB18030; an unknown charset falls back like body text does)."""
+    if value.isascii() and "\n" not in value and "=?" not in value:
+        return value.strip()  # what the steps below come to: nothing to unfold or decode
     if "\n" in value:
-        value = _FOLD.sub("", value)
+        # Without a CR, the line breaks to drop are those of _FOLD_LF, a pattern the regex
+        # engine finds by its first character (_FOLD's optional CR makes it try every
+        # position).
+        value = (_FOLD_LF if "\r" not in value else _FOLD).sub("", value)
     if not value.isascii() and _has_surrogates(value):
         # compat32 keeps raw 8-bit header bytes as surrogate escapes; get the bytes back.
         value, problem = decode_bytes(value.encode("ascii", "surrogateescape"))
@@ -189,8 +243,31 @@ def _decoded_headers(items: Iterable[tuple[str, object]], warnings: list[str]) -
     headers: dict[str, str] = {}
     for name, value in items:
         key = name.strip().lower()
-        if key not in headers:
+        if key in headers:
+            continue
+        if isinstance(value, str) and value.isascii() and "\n" not in value and "=?" not in value:
+            # What decode_header_value gives such a value: nothing to unfold, no 8-bit
+            # bytes and no encoded word, so only the strip. Most header values are this.
+            headers[key] = value.strip()
+        else:
             headers[key] = decode_header_value(str(value), warnings)
+    return headers
+
+
+def _decoded_fast_headers(
+    fields: tuple[tuple[str, str], ...], warnings: list[str]
+) -> dict[str, str]:
+    """``_decoded_headers`` of the fast reader's fields, whose names hold no blanks (so
+    need no strip) and whose values are text."""
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        key = name.lower()
+        if key in headers:
+            continue
+        if value.isascii() and "\n" not in value and "=?" not in value:
+            headers[key] = value.strip()
+        else:
+            headers[key] = decode_header_value(value, warnings)
     return headers
 
 
@@ -217,9 +294,12 @@ def _address_in(value: str) -> str | None:
     return None
 
 
-def _with_recovered_boundary(message: Message, warnings: list[str]) -> Message:
+def _with_recovered_boundary(
+    message: Message, warnings: list[str], max_part_bytes: int
+) -> Message | _Read:
     """A multipart whose declared boundary never appears is re-read with the boundary its
-    body actually uses (a common mailer bug), so its parts are not lost."""
+    body actually uses (a common mailer bug), so its parts are not lost. The message
+    re-read is what it returns, or, where the fast reader reads it, what that reads."""
     if message.get_content_maintype() != "multipart" or message.is_multipart():
         return message
     body = message.get_payload()
@@ -231,12 +311,21 @@ def _with_recovered_boundary(message: Message, warnings: list[str]) -> Message:
         return message
     boundary = found.group(1)
     message.set_boundary(boundary)
-    repaired = _PARSER.parsebytes(_flatten(message))
+    flat = _flatten(message)
+    recovered = (
+        f"the declared multipart boundary does not appear; read the parts with the "
+        f"boundary the body uses ({boundary!r})"
+    )
+    # The fast reader takes a multipart only with its boundary lines, where the stdlib
+    # parser makes a multipart of it too; what it reads is what the rest of _read_stdlib
+    # reads in that multipart (its warnings come after this one).
+    fast = _read_fast(flat, max_part_bytes, recover=False)
+    if fast is not None:
+        headers, parts, more = fast
+        return headers, parts, [*warnings, recovered, *more]
+    repaired = _PARSER.parsebytes(flat)
     if repaired.is_multipart():
-        warnings.append(
-            f"the declared multipart boundary does not appear; read the parts with the "
-            f"boundary the body uses ({boundary!r})"
-        )
+        warnings.append(recovered)
         return repaired
     return message
 
@@ -287,8 +376,10 @@ def _collect_fast(
     children = entity.children
     if children is None:
         entity.stored_text()  # _collect's get_payload(): fails for a few codecs, as there
-        data = entity.decoded()
+        data, defects = entity.decoded()
         _add(parts, warnings, content_type, filename, data, entity.charset, max_part_bytes)
+        for defect in defects:  # as _collect reports those get_payload(decode=True) records
+            warnings.append(_DEFECT_TEXT.get(defect, f"MIME defect: {defect.__name__}"))
     elif entity.maintype == "message":
         if entity.cte.strip().lower() in ("base64", "quoted-printable"):
             raise mimefast.Unsure("a transfer-encoded attached message")
@@ -297,6 +388,8 @@ def _collect_fast(
     else:
         for child in children:
             _collect_fast(child, parts, warnings, max_part_bytes)
+    for defect in entity.defects:  # after the parts, as _collect reports them
+        warnings.append(_DEFECT_TEXT.get(defect, f"MIME defect: {defect.__name__}"))
 
 
 def _add(
@@ -323,7 +416,11 @@ def _add(
         if problem:
             warnings.append(f"{_label(parts, label_type, filename)}: {problem}")
         content = text
-    parts.append(MessagePart(content_type=content_type, filename=filename, content=content))
+    parts.append(
+        made_with(
+            MessagePart, {"content_type": content_type, "filename": filename, "content": content}
+        )
+    )
 
 
 def _label(parts: list[MessagePart], content_type: str, filename: str | None) -> str:

@@ -26,15 +26,26 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from email.errors import (
+    CloseBoundaryNotFoundDefect,
+    InvalidBase64CharactersDefect,
+    InvalidBase64LengthDefect,
+    InvalidBase64PaddingDefect,
+    MessageDefect,
+)
 from email.utils import unquote
 from functools import lru_cache
 from typing import NamedTuple
 
 #: Nesting deeper than this goes to the stdlib parser (which decides whether it can cope).
 _MAX_DEPTH = 30
-#: A header field at a line start: a name of printable ASCII except ':' (as the stdlib's
-#: headerRE has it), the colon, blanks, then the value and its continuation lines.
-_FIELD = re.compile(r"^([!-9;-~]+):[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE)
+#: A header field after a line break: a name of printable ASCII except ':' (as the
+#: stdlib's headerRE has it), the colon, blanks, then the value and its continuation
+#: lines. It is searched in the block with a line break put before it, which finds the
+#: fields at line starts that "^" with re.MULTILINE would, much faster (the engine skips
+#: ahead to the line breaks instead of trying every position). ``[^\n]`` is ``.`` (no
+#: DOTALL), which the engine matches faster.
+_FIELD = re.compile(r"\n([!-9;-~]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
 _UU = ("x-uuencode", "uuencode", "uue", "x-uue")
 #: Content-Type and Content-Disposition values up to this long are read once and cached:
 #: the same mailers write the same part headers in report after report.
@@ -43,6 +54,18 @@ _CACHED_VALUE = 1000
 
 class Unsure(Exception):
     """The message holds something this reader does not reproduce exactly."""
+
+
+class BoundaryNeverAppears(Unsure):
+    """The message is a multipart whose boundary no line of its body has. The stdlib
+    parser then keeps the body as it is, as the one payload of the message."""
+
+    def __init__(self, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+        super().__init__("the multipart boundary never appears")
+        #: The message's header fields, as raw_items() has them.
+        self.headers = headers
+        #: The body, as the bytes of its payload.
+        self.body = body
 
 
 class _Content(NamedTuple):
@@ -66,9 +89,18 @@ _PLAIN = _Content("text/plain", None, None, "ascii", "")
 class Entity:
     """One message or MIME part, holding what ``mime.py`` reads from a stdlib ``Message``."""
 
-    __slots__ = ("body", "children", "content", "cte", "epilogue", "headers", "preamble")
+    __slots__ = (
+        "body",
+        "children",
+        "content",
+        "cte",
+        "defects",
+        "epilogue",
+        "headers",
+        "preamble",
+    )
 
-    def __init__(self, headers: list[tuple[str, str]], content: _Content, cte: str) -> None:
+    def __init__(self, headers: tuple[tuple[str, str], ...], content: _Content, cte: str) -> None:
         #: ``raw_items()``: names as written, values unfolded only of the last line end.
         self.headers = headers
         self.content = content
@@ -80,6 +112,8 @@ class Entity:
         self.children: list[Entity] | None = None
         self.preamble: bytes | None = None
         self.epilogue: bytes | None = None
+        #: The defects the stdlib records on this entity while parsing it.
+        self.defects: tuple[type[MessageDefect], ...] = ()
 
     @property
     def content_type(self) -> str:
@@ -97,25 +131,17 @@ class Entity:
     def filename(self) -> str | None:
         return self.content.filename
 
-    def decoded(self) -> bytes:
-        """``get_payload(decode=True)`` of a leaf part (Unsure where it records a defect)."""
+    def decoded(self) -> tuple[bytes, tuple[type[MessageDefect], ...]]:
+        """``get_payload(decode=True)`` of a leaf part, and the defects it records on the
+        part (a base64 body it repairs); Unsure for what this reader does not decode."""
         cte = self.cte.lower()
         if cte == "quoted-printable":
-            return binascii.a2b_qp(self.body)
+            return binascii.a2b_qp(self.body), ()
         if cte == "base64":
-            encoded = b"".join(self.body.splitlines())
-            # The stdlib pads a length that is not a multiple of 4 and records a defect,
-            # even where strict decoding would take it (b"QQQQ="); what strict decoding
-            # refuses, it repairs with another defect.
-            if len(encoded) % 4:
-                raise Unsure("base64 padding to repair")
-            try:
-                return base64.b64decode(encoded, validate=True)
-            except binascii.Error:
-                raise Unsure("base64 to repair") from None
+            return _base64_decoded(b"".join(self.body.splitlines()))
         if cte in _UU:
             raise Unsure("uuencoded part")
-        return self.body
+        return self.body, ()
 
     def flatten(self) -> bytes:
         """What ``mime._flatten`` makes of the stdlib's ``Message`` for this entity."""
@@ -150,6 +176,30 @@ class Entity:
             raise Unsure("stored text does not encode back") from None
 
 
+def _base64_decoded(encoded: bytes) -> tuple[bytes, tuple[type[MessageDefect], ...]]:
+    """A base64 body (its lines joined) decoded as the stdlib's get_payload(decode=True)
+    decodes it, with the defects it records: strictly after padding the length to a
+    multiple of 4 (a padding defect when it had to); failing that, skipping what is not
+    base64 (a characters defect), then with "==" added too (both defects); failing that
+    too, the encoded bytes themselves (a length defect)."""
+    missing = -len(encoded) % 4
+    try:
+        decoded = base64.b64decode(encoded + b"=" * missing, validate=True)
+    except binascii.Error:
+        pass
+    else:
+        return decoded, (InvalidBase64PaddingDefect,) if missing else ()
+    for padding, defects in (
+        (b"", (InvalidBase64CharactersDefect,)),
+        (b"==", (InvalidBase64CharactersDefect, InvalidBase64PaddingDefect)),
+    ):
+        try:
+            return base64.b64decode(encoded + padding, validate=False), defects
+        except binascii.Error:
+            continue
+    return encoded, (InvalidBase64LengthDefect,)
+
+
 def parse(raw: bytes) -> Entity:
     """``raw`` read as the stdlib parser reads it; raises Unsure where it is not sure."""
     return _Reader(raw).entity(0, len(raw), 0, strip=False)
@@ -164,6 +214,8 @@ class _Reader:
             self.nl = b"\r\n"
         else:
             self.nl = b"\n"
+        self.crlf = self.nl == b"\r\n"
+        self.blank_line = self.nl + self.nl
         self.raw = raw
 
     def entity(self, start: int, end: int, depth: int, *, strip: bool) -> Entity:
@@ -171,27 +223,34 @@ class _Reader:
         ends the region belongs to the boundary (RFC 2046), so the last payload loses it."""
         if depth > _MAX_DEPTH:
             raise Unsure("deep nesting")
-        headers, body_start = self._headers(start, end)
-        # Message.get(): the first field of a name, names compared lower-cased.
-        first = {name.lower(): value for name, value in reversed(headers) if name[0] in "cC"}
-        content_type = first.get("content-type")
-        disposition = first.get("content-disposition")
-        if content_type is None and disposition is None:
-            content = _PLAIN
-        elif len(content_type or "") + len(disposition or "") <= _CACHED_VALUE:
-            content = _cached_content(content_type, disposition)
+        raw, nl = self.raw, self.nl
+        # Where the header block ends and the body starts (a region that starts with an
+        # empty line has no headers; one without an empty line is all headers).
+        if start >= end:
+            head_end = body_start = end
+        elif raw.startswith(nl, start):
+            head_end = start
+            body_start = start + len(nl)
         else:
-            content = _read_content(content_type, disposition)
-        cte = first.get("content-transfer-encoding")
-        if cte is not None and not cte.isascii():
-            raise Unsure("8-bit Content-Transfer-Encoding")
-        entity = Entity(headers, content, cte or "")
-        maintype = content.content_type.split("/")[0]
+            blank = raw.find(self.blank_line, start, end)
+            if blank < 0:
+                head_end = body_start = end
+            else:
+                head_end = blank + len(nl)
+                body_start = head_end + len(nl)
+        block = raw[start:head_end]
+        if len(block) <= _CACHED_BLOCK:
+            head = _cached_head(block, self.crlf)
+        else:
+            head = _read_head(block, self.crlf)
+        content = head.content
+        entity = Entity(head.fields, content, head.cte)
+        maintype = head.maintype
         if maintype == "multipart":
             if content.content_type == "multipart/digest":
                 raise Unsure("digest parts default to message/rfc822")
             # Without the header the stdlib takes 8bit; an empty value is a defect.
-            if cte is not None and cte.lower() not in ("7bit", "8bit", "binary"):
+            if head.has_cte and head.cte.lower() not in ("7bit", "8bit", "binary"):
                 raise Unsure("multipart with a transfer encoding")
             if not content.boundary:
                 raise Unsure("multipart without boundary")
@@ -201,44 +260,16 @@ class _Reader:
                 raise Unsure("delivery-status blocks")
             entity.children = [self.entity(body_start, end, depth + 1, strip=strip)]
         else:
-            cut = len(self.nl) if strip and end > body_start else 0
-            entity.body = self.raw[body_start : end - cut]
+            cut = len(nl) if strip and end > body_start else 0
+            entity.body = raw[body_start : end - cut]
         return entity
-
-    def _headers(self, start: int, end: int) -> tuple[list[tuple[str, str]], int]:
-        """The header fields in raw[start:end] as compat32 stores them, and where the
-        body starts."""
-        raw, nl = self.raw, self.nl
-        if start >= end:
-            return [], end
-        if raw.startswith(nl, start):
-            return [], start + len(nl)
-        blank = raw.find(nl + nl, start, end)
-        if blank < 0:
-            head_end = body_start = end  # headers up to the region's end, no body
-        else:
-            head_end = blank + len(nl)
-            body_start = head_end + len(nl)
-        block = raw[start:head_end].decode("ascii", "surrogateescape")
-        crlf = len(nl) == 2
-        if crlf:
-            block = block.replace("\r\n", "\n")
-        if block[0] in " \t":
-            raise Unsure("the first header line is a continuation")
-        fields: list[tuple[str, str]] = _FIELD.findall(block)
-        # Every line is a field's first line or a continuation line (no envelope line, no
-        # line without a colon): as many fields as lines that start one.
-        starts = block.count("\n") + (not block.endswith("\n"))
-        if len(fields) != starts - block.count("\n ") - block.count("\n\t"):
-            raise Unsure("a header line the stdlib reads otherwise")
-        if crlf:
-            fields = [(name, value.replace("\n", "\r\n")) for name, value in fields]
-        return fields, body_start
 
     def _multipart(self, entity: Entity, start: int, end: int, depth: int, *, strip: bool) -> None:
         raw, nl = self.raw, self.nl
         marker = b"--" + entity.content.boundary.encode("ascii")
         found = self._boundary_line(start, end, marker)
+        if found is None and depth == 0:
+            raise BoundaryNeverAppears(entity.headers, raw[start:end])
         if found is None or found[2]:
             raise Unsure("no start boundary")
         line_start, position, _ = found
@@ -247,6 +278,18 @@ class _Reader:
         children: list[Entity] = []
         while True:
             found = self._boundary_line(position, end, marker)
+            if found is None and depth == 0 and raw.endswith(nl):
+                # The message ends without the close boundary: the stdlib reads the last
+                # part up to the end less the last line end (as before a boundary), keeps
+                # no epilogue and records a defect. Taken for a last part that is a leaf
+                # only; a nested multipart would end at an enclosing boundary instead.
+                last = self.entity(position, end, depth + 1, strip=True)
+                if last.children is not None:
+                    raise Unsure("no close boundary after a part with parts")
+                children.append(last)
+                entity.children = children
+                entity.defects = (CloseBoundaryNotFoundDefect,)
+                return
             if found is None:
                 raise Unsure("no close boundary")
             line_start, line_end, close = found
@@ -290,6 +333,69 @@ class _Reader:
             at = raw.find(search, after, end) + 1
             if not at:
                 return None
+
+
+class _Head(NamedTuple):
+    """What a header block says, as ``Entity`` and ``_Reader.entity`` need it."""
+
+    #: ``raw_items()``: names as written, values unfolded only of the last line end.
+    fields: tuple[tuple[str, str], ...]
+    content: _Content
+    #: The first Content-Transfer-Encoding value ("" when there is none) and whether
+    #: there is one (an empty value is not the same as none for a multipart).
+    cte: str
+    has_cte: bool
+    #: content.content_type before its "/".
+    maintype: str
+
+
+#: Header blocks up to this long are read once and cached by their bytes: a mailer writes
+#: the same part headers in report after report, and a block is read the same way
+#: wherever it appears (the result depends on its bytes and the line ends only).
+_CACHED_BLOCK = 600
+
+
+def _read_head(block: bytes, crlf: bool) -> _Head:
+    """The header fields in ``block`` (a message's or part's header lines, each with its
+    line end, or nothing) as compat32 stores them, and what the Content headers say."""
+    fields = _header_fields(block, crlf)
+    # Message.get(): the first field of a name, names compared lower-cased.
+    first = {name.lower(): value for name, value in reversed(fields) if name[0] in "cC"}
+    content_type = first.get("content-type")
+    disposition = first.get("content-disposition")
+    if content_type is None and disposition is None:
+        content = _PLAIN
+    elif len(content_type or "") + len(disposition or "") <= _CACHED_VALUE:
+        content = _cached_content(content_type, disposition)
+    else:
+        content = _read_content(content_type, disposition)
+    cte = first.get("content-transfer-encoding")
+    if cte is not None and not cte.isascii():
+        raise Unsure("8-bit Content-Transfer-Encoding")
+    maintype = content.content_type.split("/")[0]
+    return _Head(tuple(fields), content, cte or "", cte is not None, maintype)
+
+
+_cached_head = lru_cache(maxsize=1024)(_read_head)
+
+
+def _header_fields(block: bytes, crlf: bool) -> list[tuple[str, str]]:
+    if not block:
+        return []
+    text = block.decode("ascii", "surrogateescape")
+    if crlf:
+        text = text.replace("\r\n", "\n")
+    if text[0] in " \t":
+        raise Unsure("the first header line is a continuation")
+    fields: list[tuple[str, str]] = _FIELD.findall("\n" + text)
+    # Every line is a field's first line or a continuation line (no envelope line, no
+    # line without a colon): as many fields as lines that start one.
+    starts = text.count("\n") + (not text.endswith("\n"))
+    if len(fields) != starts - text.count("\n ") - text.count("\n\t"):
+        raise Unsure("a header line the stdlib reads otherwise")
+    if crlf:
+        fields = [(name, value.replace("\n", "\r\n")) for name, value in fields]
+    return fields
 
 
 def _read_content(content_type: str | None, disposition: str | None) -> _Content:

@@ -14,27 +14,26 @@ from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessa
 from hostwarden.cases.parsers.common import (
     CaselessPattern,
     IpMention,
+    LinePattern,
     Moment,
     category_from_text,
     find_ips,
     find_times,
     find_urls,
     line_excerpt,
+    lowered_text_head,
     new_event,
     parse_time,
     report_time,
-    text_head,
     url_host,
 )
 
 _SUBJECT_ID = re.compile(r"\[(?P<id>[A-Za-z0-9][A-Za-z0-9_-]{3,})\]\s*$")
-_INCIDENT_LINE = re.compile(
-    r"^\s*(?:Incident|Reference|Ticket)(?: ID)?\s*:\s*(?P<id>\S+)", re.M | re.I
-)
-_ATTACK_LINE = re.compile(r"^\s*(?:Attack|Threat|Incident) type\s*:\s*(?P<kind>.+)$", re.M | re.I)
-_DATE_LINE = re.compile(
-    r"^\s*(?:Date|Time|First seen|Detected|Reported|Discovered)[\w ]{0,20}:\s*(?P<when>.+)$",
-    re.M | re.I,
+_INCIDENT_LINE = LinePattern(r"\s*(?:Incident|Reference|Ticket)(?: ID)?\s*:\s*(?P<id>\S+)", re.I)
+_ATTACK_LINE = LinePattern(r"\s*(?:Attack|Threat|Incident) type\s*:\s*(?P<kind>.+)$", re.I)
+_DATE_LINE = LinePattern(
+    r"\s*(?:Date|Time|First seen|Detected|Reported|Discovered)[\w ]{0,20}:\s*(?P<when>.+)$",
+    re.I,
 )
 #: Netcraft names a few attack kinds our keyword table does not know.
 _EXTRA_KINDS = (
@@ -49,13 +48,16 @@ _EXTRA_KINDS = (
 class NetcraftParser:
     name = "netcraft"
 
+    #: ``score`` is never 1.0 (see ``parsers.choose``).
+    certain = None
+
     def score(self, message: ReportMessage) -> float:
         subject = message.headers.get("subject", "")
         if subject.lower().startswith("netcraft"):
             return 0.95
         if "netcraft" in message.reporter:
             return 0.9
-        head = text_head(message, 3000).lower()
+        head = lowered_text_head(message, 3000)
         return 0.5 if "netcraft" in head and "incident" in head else 0.0
 
     def parse(self, message: ReportMessage) -> ParsedReport:

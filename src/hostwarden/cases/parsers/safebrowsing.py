@@ -18,9 +18,9 @@ from hostwarden.cases.parsers.common import (
     find_ips,
     find_times,
     find_urls,
+    lowered_text_head,
     new_event,
     report_time,
-    text_head,
     url_host,
 )
 
@@ -39,13 +39,16 @@ _IGNORED_HOSTS = ("google.com", "googleusercontent.com", "transparencyreport.goo
 class SafeBrowsingParser:
     name = "safebrowsing"
 
+    #: ``score`` is never 1.0 (see ``parsers.choose``).
+    certain = None
+
     def score(self, message: ReportMessage) -> float:
         if "safebrowsing" in message.reporter or "safe-browsing" in message.reporter:
             return 0.95
         subject = message.headers.get("subject", "").lower()
         if "safe browsing" in subject:
             return 0.9
-        if "safe browsing" not in text_head(message, 1000).lower():
+        if "safe browsing" not in lowered_text_head(message, 1000):
             return 0.0
         # Google also sends these from a plain noreply address.
         return 0.9 if message.reporter.endswith("@google.com") else 0.6

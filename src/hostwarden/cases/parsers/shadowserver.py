@@ -64,16 +64,19 @@ _PORT_COLUMNS = ("port", "src_port", "source_port")
 _TIME_COLUMNS = ("timestamp", "time", "date", "first_seen")
 #: Columns the event carries in its own fields rather than in ``extra``.
 _NOT_EXTRA = frozenset((*_IP_COLUMNS, *_PORT_COLUMNS, *_TIME_COLUMNS))
+_NOT_EXTRA_OR_SET = _NOT_EXTRA | {"report_type", "file", "row"}
 
 
 class ShadowserverParser:
     name = "shadowserver"
 
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        return _from_shadowserver(message) and _named(message)
+
     def score(self, message: ReportMessage) -> float:
-        named = any(p.filename and _FILE_NAME.match(p.filename) for p in message.parts)
-        from_shadowserver = message.reporter.endswith("shadowserver.org") or (
-            "shadowserver" in message.headers.get("subject", "").lower()
-        )
+        named = _named(message)
+        from_shadowserver = _from_shadowserver(message)
         if named and from_shadowserver:
             return 1.0
         if from_shadowserver:
@@ -111,7 +114,8 @@ class ShadowserverParser:
             notes.append(f"{file_name}: empty file")
             return []
         header_line = lines[0].lstrip("\ufeff")
-        columns = [c.strip().lower() for c in next(csv.reader([header_line]))]
+        size_limit = csv.field_size_limit()
+        columns = [c.strip().lower() for c in _csv_values(header_line, size_limit)]
         ip_column = next((c for c in _IP_COLUMNS if c in columns), None)
         if ip_column is None:
             notes.append(f"{file_name}: no ip column in {header_line[:200]!r}")
@@ -124,7 +128,7 @@ class ShadowserverParser:
             if done + len(events) >= MAX_ROWS:
                 notes.append(f"{file_name}: stopped at row {number}; the limit is {MAX_ROWS} rows")
                 break
-            values = next(csv.reader([line]))
+            values = _csv_values(line, size_limit)
             row = dict(zip(columns, values, strict=False))
             ip = normalise_ip(row.get(ip_column, ""))
             if ip is None:
@@ -138,9 +142,9 @@ class ShadowserverParser:
                 when = fallback
             port = next((port_number(row[c]) for c in _PORT_COLUMNS if row.get(c)), None)
             extra: dict[str, Any] = {"report_type": report_type, "file": file_name, "row": number}
-            for key, value in row.items():
-                if value and key not in _NOT_EXTRA:
-                    extra.setdefault(key, value)
+            # The columns with a value after these three, in order (a column of one of
+            # their names is left out, as setdefault would leave it).
+            extra.update({k: v for k, v in row.items() if v and k not in _NOT_EXTRA_OR_SET})
             events.append(
                 new_event(
                     _row_category(category, row),
@@ -154,6 +158,28 @@ class ShadowserverParser:
                 )
             )
         return events
+
+
+def _csv_values(line: str, size_limit: int) -> list[str]:
+    """``next(csv.reader([line]))`` for one line of ``str.splitlines()``.
+
+    Without a quote the reader only splits at the commas (the default dialect has no
+    escape character and keeps spaces); it raises for a NUL and for a field over the
+    size limit, which a line no longer than the limit cannot hold, and reads an empty
+    line as no values. Anything else is read by the csv module itself."""
+    if line and '"' not in line and "\0" not in line and len(line) <= size_limit:
+        return line.split(",")
+    return next(csv.reader([line]))
+
+
+def _named(message: ReportMessage) -> bool:
+    return any(p.filename and _FILE_NAME.match(p.filename) for p in message.parts)
+
+
+def _from_shadowserver(message: ReportMessage) -> bool:
+    return message.reporter.endswith("shadowserver.org") or (
+        "shadowserver" in message.headers.get("subject", "").lower()
+    )
 
 
 class _Budget:

@@ -14,6 +14,7 @@ from typing import Any
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
     CaselessPattern,
+    LinePattern,
     Moment,
     line_excerpt,
     new_event,
@@ -24,10 +25,10 @@ from hostwarden.cases.parsers.common import (
 )
 
 _SUBJECT = re.compile(r"\[SpamCop \((?P<what>[^)]*)\) id:(?P<id>\d+)\]", re.I)
-_EMAIL_FROM = re.compile(r"^[ \t]*Email from (?P<ip>[0-9A-Fa-f:.]+)\s*/\s*(?P<date>.+?)\s*$", re.M)
-_SPAMVERTISED = re.compile(r"^[ \t]*Spamvertised web site:\s*(?P<url>\S+)", re.M | re.I)
-_RESOLVED = re.compile(
-    r"^[ \t]*(?P<url>\S+://\S+) is (?P<ip>[0-9A-Fa-f:.]+)\s*;\s*(?P<date>.+?)\s*$", re.M
+_EMAIL_FROM = LinePattern(r"[ \t]*Email from (?P<ip>[0-9A-Fa-f:.]+)\s*/\s*(?P<date>.+?)\s*$")
+_SPAMVERTISED = LinePattern(r"[ \t]*Spamvertised web site:\s*(?P<url>\S+)", re.I)
+_RESOLVED = LinePattern(
+    r"[ \t]*(?P<url>\S+://\S+) is (?P<ip>[0-9A-Fa-f:.]+)\s*;\s*(?P<date>.+?)\s*$"
 )
 _OFFENDING = "[ Offending message ]"
 _BANNER = CaselessPattern(r"spamcop v\d")
@@ -40,6 +41,10 @@ _PHISHING = CaselessPattern(
 
 class SpamCopParser:
     name = "spamcop"
+
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        return _SUBJECT.search(message.headers.get("subject", "")) is not None
 
     def score(self, message: ReportMessage) -> float:
         if _SUBJECT.search(message.headers.get("subject", "")):
@@ -135,9 +140,21 @@ def _split(message: ReportMessage) -> tuple[str, str]:
     return report, spam
 
 
+_LINES_READ = 200
+#: What str.splitlines() breaks ASCII lines at besides "\n".
+_ODD_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+
+
 def _received_line(spam: str, ip: str) -> str:
     """The Received header of the spam that names ``ip``, as corroboration."""
-    for line in spam.splitlines()[:200]:
+    if spam.isascii() and not any(brk in spam for brk in _ODD_LINE_BREAKS):
+        # Only "\n" breaks lines here, so the first 200 pieces of a split at it are the
+        # first 200 lines (and an empty piece after a last line end matches nothing),
+        # without splitting all of a long spam.
+        lines = spam.split("\n", _LINES_READ)[:_LINES_READ]
+    else:
+        lines = spam.splitlines()[:_LINES_READ]
+    for line in lines:
         if ip in line and line.lower().startswith("received:"):
             return line.strip()
     return ""

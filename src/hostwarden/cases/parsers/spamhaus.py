@@ -15,24 +15,23 @@ from typing import Any
 from hostwarden.cases.parsers.base import ParsedReport, ReportEvent, ReportMessage
 from hostwarden.cases.parsers.common import (
     CaselessPattern,
+    LinePattern,
     Moment,
     find_ips,
     find_times,
     find_urls,
     line_excerpt,
+    lowered_text_head,
     new_event,
     parse_time,
     report_time,
-    text_head,
 )
 
 _LISTING = re.compile(r"\b(?P<list>SBL|XBL|CSS|EDROP|DROP|PBL)(?P<number>\d{2,})?\b")
 _PREFIX = re.compile(r"/(?P<length>\d{1,3})(?!\d)")
-_REASON_LINE = re.compile(
-    r"^\s*(?:Reason|Listing reason|Description)\s*:\s*(?P<reason>.+)$", re.M | re.I
-)
-_DATE_LINE = re.compile(
-    r"^\s*(?:Date|Listed on|Date listed|Listing date)[\w ]{0,12}:\s*(?P<when>.+)$", re.M | re.I
+_REASON_LINE = LinePattern(r"\s*(?:Reason|Listing reason|Description)\s*:\s*(?P<reason>.+)$", re.I)
+_DATE_LINE = LinePattern(
+    r"\s*(?:Date|Listed on|Date listed|Listing date)[\w ]{0,12}:\s*(?P<when>.+)$", re.I
 )
 #: Reason words to categories, in order: a "spam-sending botnet controller" is malware.
 _REASONS = (
@@ -56,6 +55,12 @@ _LIST_DEFAULTS = {
 class SpamhausParser:
     name = "spamhaus"
 
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        subject = message.headers.get("subject", "")
+        spamhaus = "spamhaus" in message.reporter or "spamhaus" in subject.lower()
+        return spamhaus and _LISTING.search(subject) is not None
+
     def score(self, message: ReportMessage) -> float:
         subject = message.headers.get("subject", "")
         spamhaus = "spamhaus" in message.reporter or "spamhaus" in subject.lower()
@@ -66,7 +71,7 @@ class SpamhausParser:
             return 0.9
         if not listed:
             return 0.0
-        return 0.6 if "spamhaus" in text_head(message, 3000).lower() else 0.0
+        return 0.6 if "spamhaus" in lowered_text_head(message, 3000) else 0.0
 
     def parse(self, message: ReportMessage) -> ParsedReport:
         notes: list[str] = []

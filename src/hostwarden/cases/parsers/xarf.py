@@ -20,6 +20,7 @@ import yaml
 
 from hostwarden.cases.parsers.base import MessagePart, ParsedReport, ReportMessage
 from hostwarden.cases.parsers.common import (
+    LinePattern,
     Moment,
     category_from_text,
     category_from_vocabulary,
@@ -80,19 +81,20 @@ _XARF02_CATEGORIES = {"fraud": "fraud", "malware": "malware", "spam": "spam"}
 #: stands in where PyYAML was built without libyaml. X-ARF is a large share of intake.
 _SAFE_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_DATE_LINE = re.compile(r"^Date:[ \t]*(.+?)\s*$", re.M | re.I)
-_SOURCE_LINE = re.compile(r"^Source:", re.M | re.I)
-_XARF02_MARKERS = re.compile(r"^(?:Reported-From|Report-Type|Schema-URL):", re.M | re.I)
+_DATE_LINE = LinePattern(r"Date:[ \t]*(.+?)\s*$", re.I)
+_SOURCE_LINE = LinePattern(r"Source:", re.I)
+_XARF02_MARKERS = LinePattern(r"(?:Reported-From|Report-Type|Schema-URL):", re.I)
 
 
 class XArf02Parser:
     name = "xarf02"
 
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        return _xarf02_flagged(message) and _xarf02_report_part(message) is not None
+
     def score(self, message: ReportMessage) -> float:
-        flagged = (
-            message.headers.get("x-arf", "").strip().lower() == "yes"
-            or message.headers.get("x-xarf", "").strip().lower() == "plain"
-        )
+        flagged = _xarf02_flagged(message)
         report = _xarf02_report_part(message)
         if flagged and report is not None:
             return 1.0
@@ -141,8 +143,9 @@ class XArf02Parser:
         log = _evidence_part(message, part)
         if log:
             evidence.append("\n".join(log.splitlines()[:20]))
+        # _json_value gives back what JSON already takes (most values) as it is.
         extra: dict[str, Any] = {
-            key.replace("-", "_"): _json_value(value)
+            key.replace("-", "_"): value if type(value) in _JSON_SCALARS else _json_value(value)
             for key, value in fields.items()
             if key not in ("source", "port", "date") and value is not None
         }
@@ -162,6 +165,10 @@ class XArf02Parser:
 
 class Xarf4Parser:
     name = "xarf4"
+
+    def certain(self, message: ReportMessage) -> bool:
+        """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
+        return _xarf4_candidate(message) is not None
 
     def score(self, message: ReportMessage) -> float:
         return 1.0 if _xarf4_candidate(message) is not None else 0.0
@@ -224,7 +231,7 @@ def parse_xarf4_document(document: dict[str, Any] | str | bytes, *, reporter: st
     if isinstance(samples, list):
         extra["samples"] = len(samples)
     evidence = {k: v for k, v in report.items() if k != "Samples"}
-    text = json.dumps(evidence, indent=2, ensure_ascii=False, default=str)
+    text = _indented_json(evidence)
     if isinstance(samples, list):
         text += "\n" + "\n".join(_sample_text(s) for s in samples[:3])
     event = new_event(
@@ -234,6 +241,13 @@ def parse_xarf4_document(document: dict[str, Any] | str | bytes, *, reporter: st
 
 
 # --- X-ARF 0.2 helpers ---------------------------------------------------------------------
+
+
+def _xarf02_flagged(message: ReportMessage) -> bool:
+    return (
+        message.headers.get("x-arf", "").strip().lower() == "yes"
+        or message.headers.get("x-xarf", "").strip().lower() == "plain"
+    )
 
 
 def _xarf02_report_part(message: ReportMessage) -> MessagePart | None:
@@ -252,7 +266,9 @@ def _xarf02_report_part(message: ReportMessage) -> MessagePart | None:
 
 
 def _xarf02_fields(text: str, notes: list[str]) -> dict[str, Any]:
-    if len(text.encode("utf-8")) <= MAX_YAML_BYTES:
+    # ASCII text is as many bytes as characters (and encodes, as every report text does).
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if size <= MAX_YAML_BYTES:
         try:
             loaded = _flat_yaml(text)
             if loaded is None:
@@ -282,9 +298,11 @@ def _flat_yaml(text: str) -> dict[Any, Any] | None:
         return None  # PyYAML was taught types that depend on where a value is
     lines = text.split("\n")
     loaded: dict[Any, Any] = {}
+    cached = _cached_flat_yaml_field
     for line in lines[1:] if lines[0] == "---" else lines:
         if line:
-            field = _flat_yaml_field(line)
+            # _flat_yaml_field(line), without a call more per line.
+            field = cached(line) if len(line) <= _CACHED_LINE_CHARS else _flat_yaml_field(line)
             if field is None:
                 return None
             loaded[field[0]] = field[1]
@@ -458,6 +476,72 @@ def _xarf4_subject(report: Mapping[str, Any]) -> tuple[str | None, str | None, s
     return ip, url, domain
 
 
+def _indented_json(value: dict[str, Any]) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False, default=str)``.
+
+    With an indent, ``json.dumps`` runs the encoder written in Python, a generator per
+    nesting level, which is a large part of reading an XARF v4 report. What it writes
+    for the plain JSON values a parsed document holds is written here directly, the
+    same way; anything else (another type, a key that is not a string, a cycle) is left
+    to ``json.dumps``, which then raises or writes what it does."""
+    try:
+        return _json_text(value, "\n")
+    except (_NotPlainJson, RecursionError):
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+class _NotPlainJson(Exception):
+    pass
+
+
+def _json_text(value: object, newline: str) -> str:
+    """One value as the indenting encoder writes it at the indent of ``newline``."""
+    if type(value) is str:
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float:
+        return _json_float(value)
+    if type(value) is list:
+        if not value:
+            return "[]"
+        inner = newline + "  "
+        items = [_json_text(item, inner) for item in value]
+        return "[" + inner + ("," + inner).join(items) + newline + "]"
+    if type(value) is dict:
+        if not value:
+            return "{}"
+        inner = newline + "  "
+        fields = []
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlainJson
+            fields.append(_json_string(key) + ": " + _json_text(item, inner))
+        return "{" + inner + ("," + inner).join(fields) + newline + "}"
+    raise _NotPlainJson
+
+
+#: The string encoder json.dumps uses with ensure_ascii=False.
+_json_string = json.encoder.encode_basestring
+
+
+def _json_float(value: float) -> str:
+    """A float as json.dumps writes it (allow_nan is on by default)."""
+    if value != value:
+        return "NaN"
+    if value == float("inf"):
+        return "Infinity"
+    if value == -float("inf"):
+        return "-Infinity"
+    return float.__repr__(value)
+
+
 def _sample_text(sample: object) -> str:
     if isinstance(sample, dict):
         if sample.get("Base64Encoded"):
@@ -483,9 +567,13 @@ def _snake(name: str) -> str:
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+_JSON_SCALAR_TYPES = (str, int, float, bool)
+_JSON_SCALARS = frozenset(_JSON_SCALAR_TYPES)
+
+
 def _json_value(value: object) -> Any:
     """``value`` made JSON-serialisable (YAML gives dates; JSON gives nested values)."""
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, _JSON_SCALAR_TYPES):
         return value  # the most common case first
     if isinstance(value, datetime | date):
         return value.isoformat()
