@@ -194,3 +194,17 @@ def test_insert_rows_skips_rows_whose_key_exists_and_says_what_a_row_lacks(
     with runtime.reading() as session:
         kept = dict(session.execute(select(table.c.sha256, table.c.data)).all())
     assert kept == {"a" * 64: b"abc", "b" * 64: b"abc"}
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite's write-ahead log")
+def test_sqlite_connections_use_the_write_ahead_log_and_its_checkpoint_interval(
+    runtime: Runtime,
+) -> None:
+    from hostwarden.core.db import SQLITE_CHECKPOINT_PAGES
+
+    with runtime.reading() as session:
+        connection = session.connection()
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == SQLITE_CHECKPOINT_PAGES
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL

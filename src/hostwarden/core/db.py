@@ -236,6 +236,10 @@ class DatabaseUnavailable(HostwardenError):
     status = 503
 
 
+#: Pages of write-ahead log (4 KiB each) after which a commit checkpoints (see below).
+SQLITE_CHECKPOINT_PAGES = 10_000
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -246,6 +250,12 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (copying the write-ahead log into the database, then fsync) every
+        # ~40 MB of log instead of SQLite's 4 MB: pages written again and again (index
+        # pages, a table's last page) are copied once per checkpoint, not ten times.
+        # Measured on the report intake at 20,000 reports: the commit's share fell from
+        # 123 to 65 µs a report. The log then takes up to ~40 MB on disk.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
