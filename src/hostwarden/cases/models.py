@@ -88,8 +88,9 @@ class AbuseCase(Base):
 
     __tablename__ = "abuse_cases"
     __table_args__ = (
-        # Grouping looks up the newest case of a customer, subject and category.
-        Index("ix_abuse_cases_group", "customer_id", "subject_key", "category"),
+        # Grouping reads the cases of a batch's subjects (before it knows their customers),
+        # then takes the newest of each customer, subject and category.
+        Index("ix_abuse_cases_subject", "subject_key", "customer_id", "category"),
         Index("ix_abuse_cases_state_opened", "state", "opened_at"),
     )
 
