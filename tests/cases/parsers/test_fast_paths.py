@@ -376,23 +376,6 @@ def test_digit_strings_are_read_as_int_reads_them() -> None:
 # --- header blocks -----------------------------------------------------------------------
 
 
-def reference_header_fields(block: str) -> dict[str, list[str]]:
-    fields: dict[str, list[str]] = {}
-    last: list[str] | None = None
-    for line in block.splitlines():
-        if line[:1] in (" ", "\t"):
-            if last is not None and line.strip():
-                last[-1] = f"{last[-1]} {line.strip()}".strip()
-            continue
-        match = common._FIELD_NAME.match(line)
-        if match is None:
-            last = None
-            continue
-        last = fields.setdefault(match.group(1).lower(), [])
-        last.append(line[match.end() :].rstrip())
-    return fields
-
-
 def test_header_fields_of_plain_text_are_read_as_line_by_line() -> None:
     crafted = [
         "",
@@ -408,7 +391,7 @@ def test_header_fields_of_plain_text_are_read_as_line_by_line() -> None:
     lines = ["A: 1", "Received: from x", " by y", "\tid z", "", " ", "junk", "b: two  ", "B:"]
     made = ["\n".join(rng.choices(lines, k=rng.randint(0, 12))) for _ in range(500)]
     for block in crafted + made + TEXTS:
-        assert common.header_fields(block) == reference_header_fields(block), block
+        assert common.header_fields(block) == common._header_fields_by_line(block), block
 
 
 # --- scoring ------------------------------------------------------------------------------

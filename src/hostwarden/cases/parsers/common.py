@@ -925,6 +925,12 @@ def header_fields(block: str) -> dict[str, list[str]]:
     names to their values in order; other lines are skipped."""
     if block.isascii() and not any(brk in block for brk in _ODD_LINE_BREAKS):
         return _header_fields_lf(block)
+    return _header_fields_by_line(block)
+
+
+def _header_fields_by_line(block: str) -> dict[str, list[str]]:
+    """``header_fields`` line by line, for any line break (the reference of the fast
+    reading ``_header_fields_lf``)."""
     fields: dict[str, list[str]] = {}
     last: list[str] | None = None
     for line in block.splitlines():
