@@ -110,7 +110,7 @@ def _read_fast(raw: bytes, max_part_bytes: int, *, recover: bool = True) -> _Rea
     parts: list[MessagePart] = []
     try:
         entity = mimefast.parse(raw)
-        headers = _decoded_fast_headers(entity.headers, warnings)
+        headers = _decoded_headers(entity.headers, warnings)
         _collect_fast(entity, parts, warnings, max_part_bytes)
     except mimefast.BoundaryNeverAppears as missing:
         if not recover:
@@ -150,11 +150,7 @@ def _recovered_fast(
     if read is None:
         return None
     headers, parts, warnings = read
-    recovered = (
-        f"the declared multipart boundary does not appear; read the parts with the "
-        f"boundary the body uses ({boundary!r})"
-    )
-    return headers, parts, [recovered, *warnings]
+    return headers, parts, [_boundary_recovered(boundary), *warnings]
 
 
 def _read_stdlib(raw: bytes, max_part_bytes: int) -> _Read:
@@ -246,28 +242,11 @@ def _decoded_headers(items: Iterable[tuple[str, object]], warnings: list[str]) -
         if key in headers:
             continue
         if isinstance(value, str) and value.isascii() and "\n" not in value and "=?" not in value:
-            # What decode_header_value gives such a value: nothing to unfold, no 8-bit
-            # bytes and no encoded word, so only the strip. Most header values are this.
+            # decode_header_value's own first step, without the call: nothing to unfold,
+            # no 8-bit bytes and no encoded word, so only the strip (most header values).
             headers[key] = value.strip()
         else:
             headers[key] = decode_header_value(str(value), warnings)
-    return headers
-
-
-def _decoded_fast_headers(
-    fields: tuple[tuple[str, str], ...], warnings: list[str]
-) -> dict[str, str]:
-    """``_decoded_headers`` of the fast reader's fields, whose names hold no blanks (so
-    need no strip) and whose values are text."""
-    headers: dict[str, str] = {}
-    for name, value in fields:
-        key = name.lower()
-        if key in headers:
-            continue
-        if value.isascii() and "\n" not in value and "=?" not in value:
-            headers[key] = value.strip()
-        else:
-            headers[key] = decode_header_value(value, warnings)
     return headers
 
 
@@ -294,6 +273,14 @@ def _address_in(value: str) -> str | None:
     return None
 
 
+def _boundary_recovered(boundary: str) -> str:
+    """The warning of a multipart read with the boundary its body uses."""
+    return (
+        f"the declared multipart boundary does not appear; read the parts with the "
+        f"boundary the body uses ({boundary!r})"
+    )
+
+
 def _with_recovered_boundary(
     message: Message, warnings: list[str], max_part_bytes: int
 ) -> Message | _Read:
@@ -312,10 +299,7 @@ def _with_recovered_boundary(
     boundary = found.group(1)
     message.set_boundary(boundary)
     flat = _flatten(message)
-    recovered = (
-        f"the declared multipart boundary does not appear; read the parts with the "
-        f"boundary the body uses ({boundary!r})"
-    )
+    recovered = _boundary_recovered(boundary)
     # The fast reader takes a multipart only with its boundary lines, where the stdlib
     # parser makes a multipart of it too; what it reads is what the rest of _read_stdlib
     # reads in that multipart (its warnings come after this one).
