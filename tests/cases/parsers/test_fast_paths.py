@@ -271,16 +271,8 @@ def reference_moment(match: re.Match[str], text: str, chinese: bool) -> common.M
         micro = int(frac[:6].ljust(6, "0")) if frac else 0
     except (KeyError, ValueError):
         return None
-    ampm = fields.get("ampm")
-    if ampm:
-        ampm = ampm.replace(".", "")
-        if ampm == "pm" and hour < 12:
-            hour += 12
-        elif ampm == "am" and hour == 12:
-            hour = 0
-    cnampm = fields.get("cnampm")
-    if (cnampm in ("下午", "晚上") and hour < 12) or (cnampm == "中午" and hour < 11):
-        hour += 12
+    # The clock's marker is read as before (the fast path changed how groups are read).
+    hour = common._on_24_hour_clock(hour, fields.get("ampm"), fields.get("cnampm"))
     zone = text[match.start("zone") : match.end("zone")] if fields.get("zone") else ""
     if zone:
         offset = common._offset_minutes(zone, chinese)

@@ -386,6 +386,19 @@ def _utc_shift(offset: int) -> timedelta:
 _SHIFTS: dict[int, timedelta] = {}
 
 
+def _on_24_hour_clock(hour: int, ampm: str | None, cnampm: str | None) -> int:
+    """``hour`` as read with its marker: "am"/"pm" (dots allowed), or 下午/晚上/中午."""
+    if ampm:
+        ampm = ampm.replace(".", "")
+        if ampm == "pm" and hour < 12:
+            hour += 12
+        elif ampm == "am" and hour == 12:
+            hour = 0
+    if (cnampm in ("下午", "晚上") and hour < 12) or (cnampm == "中午" and hour < 11):
+        hour += 12
+    return hour
+
+
 def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     # The groups by name as in match.groupdict() (None where a pattern has no such group),
     # taken from the groups tuple at once: a dict of them costs more than the rest.
@@ -406,14 +419,7 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
         micro = int(frac[:6].ljust(6, "0")) if frac else 0
     except (KeyError, ValueError):
         return None
-    if ampm:
-        ampm = ampm.replace(".", "")
-        if ampm == "pm" and hour < 12:
-            hour += 12
-        elif ampm == "am" and hour == 12:
-            hour = 0
-    if (cnampm in ("下午", "晚上") and hour < 12) or (cnampm == "中午" and hour < 11):
-        hour += 12
+    hour = _on_24_hour_clock(hour, ampm, cnampm)
     # The match ran on lower-cased text; the zone is reported as the report wrote it.
     zone = text[match.start("zone") : match.end("zone")] if zone_group else ""
     if zone:
