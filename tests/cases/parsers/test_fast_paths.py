@@ -213,6 +213,25 @@ def test_web_log_times_are_found_where_the_pattern_finds_them() -> None:
         assert spans(common._web_log_times(lowered)) == want, text
 
 
+def candidate_patterns(text: str, lowered: str) -> list[re.Pattern[str]]:
+    """The timestamp patterns that can match ``text`` at all, in order, found plainly (the
+    reference ``_time_matches`` and ``parse_time`` are tested against): each needs
+    literals (":" of the time, a month name, "年" …)."""
+    patterns = []
+    if ":" in text:
+        if "-" in text or "/" in text:
+            patterns.append(common._TIME_PATTERNS[0])
+        if common._MONTH_WORD.search(lowered) is not None:
+            if common._SLASH_MONTH.search(lowered) is not None:
+                patterns.append(common._TIME_PATTERNS[1])
+            if common._MONTH_YEAR.search(lowered) is not None:
+                patterns.append(common._TIME_PATTERNS[2])
+            patterns += common._TIME_PATTERNS[3:5]
+    if "年" in text:
+        patterns.append(common._CHINESE_PATTERN)
+    return patterns
+
+
 def test_time_matches_are_what_each_candidate_pattern_finds() -> None:
     crafted = [
         "Fri May  1 10:00:00 UTC 2026, thu\u2003dec 31 23:59 2026 wed\n\tjan 2 10:00 2026",
@@ -222,7 +241,7 @@ def test_time_matches_are_what_each_candidate_pattern_finds() -> None:
     ]
     for text in crafted + TEXTS:
         lowered = common._ascii_lower(text)
-        want = [spans(p.finditer(lowered)) for p in common._candidate_patterns(text, lowered)]
+        want = [spans(p.finditer(lowered)) for p in candidate_patterns(text, lowered)]
         assert [spans(found) for found in common._time_matches(text, lowered)] == want, text
 
 
@@ -301,7 +320,7 @@ def reference_parse_time(value: str, chinese: bool | None) -> common.Moment | No
         chinese = common.has_chinese(value)
     lowered = common._ascii_lower(value)
     first = 5 if common._WEEKDAY_COMMA.match(lowered) else 0
-    candidates = common._candidate_patterns(value, lowered)
+    candidates = candidate_patterns(value, lowered)
     at_start = [m for p in candidates if (m := p.match(lowered, first))]
     at_start.sort(key=lambda m: -m.end())
     for match in at_start:

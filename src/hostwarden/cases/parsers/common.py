@@ -447,29 +447,11 @@ def _moment(match: re.Match[str], text: str, chinese: bool) -> Moment | None:
     return _new_moment((at, zone))
 
 
-def _candidate_patterns(text: str, lowered: str) -> list[re.Pattern[str]]:
-    """The timestamp patterns that can match ``text`` at all, in order: each needs
-    literals (":" of the time, a month name, "年" …) whose absence a substring test or
-    one quick scan shows far more cheaply than running the pattern. (``_time_matches``
-    finds their matches; this plain form is what it is tested against.)"""
-    patterns = []
-    if ":" in text:
-        if "-" in text or "/" in text:
-            patterns.append(_TIME_PATTERNS[0])
-        if _MONTH_WORD.search(lowered) is not None:
-            if _SLASH_MONTH.search(lowered) is not None:
-                patterns.append(_TIME_PATTERNS[1])
-            if _MONTH_YEAR.search(lowered) is not None:
-                patterns.append(_TIME_PATTERNS[2])
-            patterns += _TIME_PATTERNS[3:5]
-    if "年" in text:
-        patterns.append(_CHINESE_PATTERN)
-    return patterns
-
-
 def _time_matches(text: str, lowered: str) -> list[Iterable[re.Match[str]]]:
-    """``pattern.finditer(lowered)`` for each of ``_candidate_patterns(text, lowered)``, in
-    that order, found with fewer scans of the text.
+    """``pattern.finditer(lowered)`` for each timestamp pattern that can match ``text`` at
+    all (each needs literals, ":" of the time, a month name, "年" …, whose absence a
+    substring test or one quick scan shows), in pattern order, found with fewer scans of
+    the text.
 
     The patterns that start with a month name (and ``_MONTH_YEAR``) can only match where
     a month name stands, followed by no letter; one scan finds all those places (two
@@ -573,8 +555,7 @@ def parse_time(value: str, *, chinese: bool | None = None) -> Moment | None:
     lowered = _ascii_lower(value)
     # No pattern can start inside the "Sun, " of an RFC 5322 date: the first is after it.
     first = 5 if _WEEKDAY_COMMA.match(lowered) else 0
-    # Only the patterns that start with what is there are tried (in the order of
-    # _candidate_patterns, whose filter only leaves out patterns that cannot match).
+    # Only the patterns that start with what is there are tried, in pattern order.
     at = lowered[first : first + 1]
     starting = _DIGIT_FIRST if at.isdecimal() else _WORD_FIRST if at.isalpha() else ()
     at_start = [m for p in starting if (m := p.match(lowered, first))]
