@@ -910,9 +910,15 @@ _FIELD_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*")
 def header_fields(block: str) -> dict[str, list[str]]:
     """``Name: value`` lines (RFC 5322 style, continuation lines folded in) as lower-cased
     names to their values in order; other lines are skipped."""
-    if block.isascii() and not any(brk in block for brk in _ODD_LINE_BREAKS):
+    if breaks_only_at_newlines(block):
         return _header_fields_lf(block)
     return _header_fields_by_line(block)
+
+
+def breaks_only_at_newlines(text: str) -> bool:
+    """Whether ``str.splitlines()`` breaks ``text`` only at "\n" (ASCII text without the
+    other breaks it knows), so that splitting at "\n" gives the same lines."""
+    return text.isascii() and not any(brk in text for brk in _ODD_LINE_BREAKS)
 
 
 def _header_fields_by_line(block: str) -> dict[str, list[str]]:

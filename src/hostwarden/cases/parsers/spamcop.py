@@ -16,6 +16,7 @@ from hostwarden.cases.parsers.common import (
     CaselessPattern,
     LinePattern,
     Moment,
+    breaks_only_at_newlines,
     line_excerpt,
     new_event,
     normalise_ip,
@@ -141,13 +142,11 @@ def _split(message: ReportMessage) -> tuple[str, str]:
 
 
 _LINES_READ = 200
-#: What str.splitlines() breaks ASCII lines at besides "\n".
-_ODD_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
 
 
 def _received_line(spam: str, ip: str) -> str:
     """The Received header of the spam that names ``ip``, as corroboration."""
-    if spam.isascii() and not any(brk in spam for brk in _ODD_LINE_BREAKS):
+    if breaks_only_at_newlines(spam):
         # Only "\n" breaks lines here, so the first 200 pieces of a split at it are the
         # first 200 lines (and an empty piece after a last line end matches nothing),
         # without splitting all of a long spam.

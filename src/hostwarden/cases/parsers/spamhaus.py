@@ -58,12 +58,11 @@ class SpamhausParser:
     def certain(self, message: ReportMessage) -> bool:
         """Whether ``score`` is 1.0 (see ``parsers.choose``)."""
         subject = message.headers.get("subject", "")
-        spamhaus = "spamhaus" in message.reporter or "spamhaus" in subject.lower()
-        return spamhaus and _LISTING.search(subject) is not None
+        return _from_spamhaus(message, subject) and _LISTING.search(subject) is not None
 
     def score(self, message: ReportMessage) -> float:
         subject = message.headers.get("subject", "")
-        spamhaus = "spamhaus" in message.reporter or "spamhaus" in subject.lower()
+        spamhaus = _from_spamhaus(message, subject)
         listed = _LISTING.search(subject) is not None
         if spamhaus and listed:
             return 1.0
@@ -149,3 +148,7 @@ def _when(text: str) -> Moment | None:
             return moment
     times = find_times(text, chinese=False)
     return times[0][1] if times else None
+
+
+def _from_spamhaus(message: ReportMessage, subject: str) -> bool:
+    return "spamhaus" in message.reporter or "spamhaus" in subject.lower()
